@@ -1,0 +1,145 @@
+"""Pretrain the embedded base model on generated stories (CPU, minutes), then save it.
+
+    python -m course.build.pretrain                  # what `make base-model` runs
+    python -m course.build.pretrain --steps 50 --out /tmp/m   # a quick smoke run
+
+Pipeline: generate the corpus -> train the BPE tokenizer -> pack documents into a token stream
+separated by <|endoftext|> -> next-token training of a small Qwen2 (real transformers classes)
+-> validation loss on stories with held-out names -> save weights, config, tokenizer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+from course.build.make_data import SEED, name_pools, pretraining_documents
+from course.build.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
+from course.device import pick_device, seed_everything
+from course.models import EMBEDDED_MODEL_DIR, count_parameters
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 1200          # optimizer steps
+    batch_size: int = 32       # rows per step
+    context: int = 128         # tokens per row
+    lr: float = 3e-3           # peak AdamW learning rate (tiny models tolerate large ones)
+    warmup: int = 50
+    weight_decay: float = 0.1
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 384
+    qa_fraction: float = 0.7   # share of stories followed by plain-text Q/A (reading practice)
+    n_docs: int = 60000
+    seed: int = SEED
+    threads: int = 0           # torch CPU threads (0 = torch's default)
+
+
+def model_config(cfg: PretrainConfig, vocab_size: int) -> Qwen2Config:
+    return Qwen2Config(
+        vocab_size=vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
+        intermediate_size=cfg.intermediate, max_position_embeddings=512, rope_theta=10000.0,
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=2, pad_token_id=3)
+
+
+def pack(docs: list[list[int]], eot: int, context: int) -> torch.Tensor:
+    """Concatenate documents (each followed by `eot`) and cut the stream into rows."""
+    stream = [t for d in docs for t in (*d, eot)]
+    n = len(stream) // context
+    return torch.tensor(stream[: n * context]).view(n, context)
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def eval_loss(model, rows: torch.Tensor, batch_size: int = 64) -> float:
+    model.eval()
+    losses = [model(input_ids=rows[i:i + batch_size], labels=rows[i:i + batch_size]).loss.item()
+              for i in range(0, len(rows), batch_size)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
+    """Run the whole pipeline and save to `out`. Returns the metrics written to pretrain.json."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    dev = pick_device(device)
+    seen, heldout = name_pools(cfg.seed)
+    t0 = time.time()
+    docs = pretraining_documents(cfg.n_docs, seen, cfg.seed, cfg.qa_fraction)
+    tokenizer = train_tokenizer(docs)
+    eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
+    rows = pack(ids, eot, cfg.context)
+    val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction)
+    val_rows = pack(tokenizer(val_docs, add_special_tokens=False)["input_ids"], eot, cfg.context)
+
+    model = Qwen2ForCausalLM(model_config(cfg, len(tokenizer))).to(dev)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.convert_tokens_to_ids(IM_END), eot],
+        pad_token_id=tokenizer.pad_token_id, do_sample=False)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="pretrain")
+    for step in bar:
+        idx = torch.randint(len(rows), (cfg.batch_size,), generator=gen)
+        batch = rows[idx].to(dev)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    minutes = (time.time() - t0) / 60
+    metrics = {"config": asdict(cfg), "parameters": count_parameters(model),
+               "train_tokens": cfg.steps * cfg.batch_size * cfg.context,
+               "corpus_tokens": rows.numel(), "final_train_loss": loss.item(),
+               "validation_loss": eval_loss(model, val_rows.to(dev)), "minutes": minutes,
+               "device": str(dev), "torch": torch.__version__}
+    out.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "pretrain.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in asdict(PretrainConfig()).items():
+        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    ap.add_argument("--out", type=Path, default=EMBEDDED_MODEL_DIR)
+    ap.add_argument("--device", default=None)
+    args = vars(ap.parse_args(argv))
+    out, device = args.pop("out"), args.pop("device")
+    metrics = pretrain(PretrainConfig(**args), out, device)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
