@@ -123,7 +123,10 @@ def make_dirty(clean: list[dict], rng: random.Random) -> list[dict]:
     for c in clean[64:70]:
         m = msgs(c)
         user = next(x for x in m if x["role"] == "user")
-        user["content"] = user["content"] + (" " + user["content"].split("\n\n")[-1]) * 12
+        body = user["content"].split("\n\n")[-1]
+        user["content"] = user["content"] + (" " + body) * 12
+        while len(user["content"]) < 2000:  # a task without a story: repeat until really long
+            user["content"] += " " + body
         broken.append(("too_long", m))
     for c in clean[:8]:
         broken.append(("duplicate", msgs(c)))
