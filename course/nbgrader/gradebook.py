@@ -1,0 +1,61 @@
+"""Read scores through nbgrader's Gradebook API (never by parsing notebooks), print and save them.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course.nbgrader import COURSE_ID
+
+
+@dataclass
+class Scores:
+    student: str
+    score: float
+    max_score: float
+    tests: dict[str, tuple[float, float]] = field(default_factory=dict)  # grade_id -> points
+    needs_manual_grade: bool = False
+
+
+def read_scores(root: Path, step: str) -> dict[str, Scores]:
+    """Every submission of `step` in the gradebook of course root `root`, by learner id."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, Scores] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        for sub in gb.assignment_submissions(step):
+            tests, manual = {}, False
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    tests[grade.name] = (float(grade.score), float(grade.max_score))
+                    manual |= bool(grade.needs_manual_grade)
+            out[sub.student.id] = Scores(sub.student.id, float(sub.score), float(sub.max_score),
+                                         tests, manual)
+    return out
+
+
+def test_order(root: Path, step: str) -> list[str]:
+    """grade_ids of the step's test cells, in notebook order (from the gradebook)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        assignment = gb.find_assignment(step)
+        names = [c.name for nb in assignment.notebooks for c in nb.grade_cells]
+        order = [c.name for nb in assignment.notebooks for c in nb.source_cells]
+    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+
+
+def format_table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
