@@ -1,0 +1,577 @@
+"""Source of tutorial.ipynb, in percent format (cell markers: see course/nbgrader/source.py).
+
+Edit this file, not the notebook: `make release` rebuilds solutions/step1_data/tutorial.ipynb
+from it and then the learner version in step1_data/. Instructor-only: never released.
+"""
+
+# %% [markdown] intro
+# # Step 1 — Data and chat formats
+#
+# A pretrained model continues text. Supervised fine-tuning (SFT) trains it on examples of the
+# behaviour we want — a request, then the answer — until it answers instead of continuing. Those
+# examples are data, and data arrives in several shapes. In this step you turn three raw shapes
+# into one, write the chat template by hand, and clean the data before anything is trained on it.
+#
+# **You will**
+# - load the Alpaca, ShareGPT and `messages` files with 🤗 `datasets` and normalise every record
+#   to one `messages` schema;
+# - fill in the Alpaca prompt template, and build ChatML text and token ids by hand — equal to
+#   `tokenizer.apply_chat_template` on every record;
+# - find and drop broken samples (non-string or empty content, wrong role order, duplicates,
+#   over-long samples), count why each was dropped, and choose a length limit from a histogram;
+# - see why the format matters: one base model, one question, three prompt formats.
+#
+# **Time:** 60–90 minutes. **You edit:** `data_exercise.py` (five TODOs) and one cell below.
+# This notebook imports the module and reloads it before every cell, so save the file and
+# re-run the cell.
+#
+# **Checks:** each TODO has a check cell. ✓ lines say what passed; ✗ names the classic mistake
+# your output looks like. Hidden tests run when your work is graded
+# (`make grade STEP=step1_data`).
+
+# %% setup
+from course.notebook import setup
+
+setup()  # %autoreload 2, and a short hint instead of a traceback for an unfinished TODO
+
+import json
+from collections import Counter
+
+import datasets
+
+import data_exercise as ex
+from course import plots
+from course.checks import step1_data as checks
+from course.data import iter_jsonl, load_split, raw_path
+from course.models import load_tokenizer
+from course.notebook import Table, is_grading, require
+
+datasets.disable_progress_bars()
+tokenizer = load_tokenizer()
+print(f"tokenizer: {len(tokenizer):,} tokens, end of turn {tokenizer.eos_token!r}")
+
+# %% [markdown]
+# ## 1. Three shapes of the same data
+#
+# An SFT example pairs *what the model is given* with *what it should answer*. Three shapes are
+# common:
+#
+# | shape | one record | seen in |
+# |---|---|---|
+# | Alpaca | `{"instruction", "input", "output"}` | Stanford Alpaca, Dolly |
+# | ShareGPT | `{"conversations": [{"from", "value"}]}`, from = system / human / gpt | chat logs |
+# | messages | `{"messages": [{"role", "content"}]}`, role = system / user / assistant | OpenAI |
+#
+# Where the data comes from matters more than how much of it there is. Alpaca's 52k examples
+# were generated cheaply by a bigger model (text-davinci-003, with the Self-Instruct method);
+# Dolly's 15k were written by people; Open-Orca has millions of GPT-4-style answers. A few
+# thousand **diverse and correct** examples beat many repetitive or noisy ones — which is why
+# section 5 cleans the data.
+#
+# The course's data are questions about short stories. The training set is spread over the
+# three shapes. 🤗 `datasets` loads each JSON-lines file into a table:
+
+# %%
+raw = {shape: datasets.load_dataset("json", data_files=str(raw_path("train", shape)),
+                                    split="train")
+       for shape in ("alpaca", "sharegpt", "messages")}
+for shape, ds in raw.items():
+    print(f"{shape:9s} {ds.num_rows:5,} records  columns: {ds.column_names}")
+records = {shape: ds.to_list() for shape, ds in raw.items()}  # plain dicts, for the checks
+
+# %%
+for shape in raw:
+    print(f"--- {shape}\n{json.dumps(records[shape][1], indent=1, ensure_ascii=False)[:700]}\n")
+
+# %% [markdown]
+# ## 2. The Alpaca prompt template
+#
+# Alpaca turns a record into one string with plain-text markers. There are two variants: with an
+# input (here, the story) and without one:
+#
+# ```
+# Below is an instruction that describes a task, paired with an input that provides further
+# context. Write a response that appropriately completes the request.
+#
+# ### Instruction:
+# {instruction}
+#
+# ### Input:
+# {input}
+#
+# ### Response:
+# ```
+#
+# The model is trained to continue after `### Response:\n` with the output. The markers are
+# ordinary text: nothing stops a story from containing `### Response:`, and the model has no
+# single token that means "the answer ends here". Chat templates (section 4) fix both.
+#
+# **TODO 1** — implement `alpaca_prompt(record)` in `data_exercise.py`.
+
+# %%
+print(ex.alpaca_prompt(records["alpaca"][0]))
+
+# %% test alpaca_prompt points=1
+checks.check_alpaca_prompt(ex)
+
+# %% test alpaca_prompt_hidden points=1
+# Hidden tests for alpaca_prompt run here when your work is graded.
+### BEGIN HIDDEN TESTS
+import random
+from course.grading import compare_with_reference, load_reference, random_text
+
+ref = load_reference("step1_data", "data_exercise")
+rng = random.Random(101)
+cases = []
+for _ in range(10):
+    base = {"instruction": random_text(rng), "output": random_text(rng)}
+    cases.append(("record with input", (dict(base, input=random_text(rng, 5, 30)),), {}))
+    cases.append(("record with an empty input", (dict(base, input=""),), {}))
+    cases.append(("record without an input key", (base,), {}))
+cases.append(("text with braces", ({"instruction": "Use {input}", "input": "{x}", "output": ""},),
+              {}))
+cases += [("real Alpaca record", (r,), {}) for r in records["alpaca"][:400:20]]
+compare_with_reference("alpaca_prompt", ex.alpaca_prompt, ref.alpaca_prompt, cases)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. One schema: `messages`
+#
+# Everything downstream — the chat template, the loss mask of step 2, the training loop — takes
+# one shape: a list of `{"role", "content"}` turns. Normalising rules:
+#
+# - **Alpaca:** the user turn is the instruction, then a blank line, then the input (if any). The
+#   input is the story; lose it and the question cannot be answered.
+# - **ShareGPT:** `from` becomes `role` (system → system, human → user, gpt → assistant),
+#   `value` becomes `content`.
+# - **System prompt:** a record's own system turn is kept. An optional `system_prompt` argument
+#   adds one where a record has none — dropping it changes what the model is told.
+#
+# **TODO 2** — implement `normalize_record(record, system_prompt=None)`.
+
+# %%
+print(ex.normalize_record(records["alpaca"][0]))
+print(ex.normalize_record(records["sharegpt"][1], system_prompt="Answer in one short sentence."))
+
+# %% test normalize_record points=1
+checks.check_normalize_record(ex, records)
+
+# %% test normalize_record_hidden points=2
+# Hidden tests for normalize_record run here when your work is graded.
+### BEGIN HIDDEN TESTS
+import copy
+import random
+from course.grading import (HiddenTestFailure, compare_with_reference, load_reference,
+                            random_conversation, random_text)
+
+ref = load_reference("step1_data", "data_exercise")
+rng = random.Random(202)
+BACK = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def _kind(shape, turns, system_prompt):
+    own = " with a system turn" if turns and turns[0]["role"] == "system" else ""
+    return f"{shape} record{own}" + (" + system_prompt" if system_prompt else "")
+
+
+cases = []
+for _ in range(12):
+    sp = rng.choice([None, None, "Be brief.", random_text(rng)])
+    conv = random_conversation(rng)
+    cases.append((_kind("messages", conv, sp), ({"id": "m", "messages": conv},),
+                  {"system_prompt": sp}))
+    conv = random_conversation(rng)
+    share = [{"from": BACK[t["role"]], "value": t["content"]} for t in conv]
+    cases.append((_kind("ShareGPT", conv, sp), ({"id": "s", "conversations": share},),
+                  {"system_prompt": sp}))
+    alpaca = {"instruction": random_text(rng), "input": rng.choice(["", random_text(rng, 5, 20)]),
+              "output": random_text(rng), "task": "t"}
+    label = "Alpaca record" + (" with input" if alpaca["input"] else " without input")
+    cases.append((label + (" + system_prompt" if sp else ""), (alpaca,), {"system_prompt": sp}))
+cases.append(("messages turns with extra keys",
+              ({"messages": [{"role": "user", "content": "Hi", "name": "x"},
+                             {"role": "assistant", "content": "Hello", "weight": 1}]},), {}))
+for shape in records:
+    cases += [(f"real {shape} record", (r,), {}) for r in records[shape][:600:40]]
+compare_with_reference("normalize_record", ex.normalize_record, ref.normalize_record, cases)
+
+for kind, (record,), kwargs in cases[:24]:
+    record = copy.deepcopy(record)
+    snapshot = copy.deepcopy(record)
+    result = ex.normalize_record(record, **kwargs)
+    result.append({"role": "user", "content": "changed"})
+    for turn in result:
+        turn["content"] = "changed"
+    if record != snapshot:
+        raise HiddenTestFailure(f"normalize_record: changing the result changed the input "
+                                f"record ({kind}); build new dicts and lists", f"{snapshot}")
+print("normalize_record leaves its input unchanged")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The 🤗 `datasets` way applies your function to every record with `map`. One column list per
+# shape goes in; one `messages` column comes out, so the three files can be concatenated:
+
+# %%
+normalized = datasets.concatenate_datasets([
+    ds.map(lambda r: {"messages": ex.normalize_record(r)},
+           remove_columns=[c for c in ds.column_names if c not in ("id", "task")])
+    for ds in raw.values()
+]).sort("id")
+print(normalized)
+
+# %% [markdown]
+# The course package does the same the library way (`course.data.load_split`, built on
+# `course.data.to_messages`); the later steps use it. Your version should give the very same
+# conversations:
+
+# %%
+library = load_split("train")
+conversations = list(library["messages"])  # used from here on, so later sections work
+print(f"{len(conversations):,} conversations;",  # even before TODO 2 is done
+      dict(sorted(Counter(len(c) for c in conversations).items())), "turns each")
+
+# %%
+same = list(normalized["messages"]) == conversations
+print(f"normalize_record over all three files == load_split('train'): {same}")
+
+# %% [markdown]
+# ## 4. Chat templates: ChatML by hand
+#
+# A chat model also reads one string, but turns are marked with **special tokens** — each is a
+# single id that ordinary text never produces:
+#
+# ```
+# <|im_start|>system
+# Answer briefly.<|im_end|>
+# <|im_start|>user
+# Who?<|im_end|>
+# <|im_start|>assistant
+# Tom.<|im_end|>
+# ```
+#
+# - `<|im_start|>` + role + newline opens a turn; `<|im_end|>` + newline closes it.
+# - After an assistant turn, `<|im_end|>` is what the model must learn to produce to **stop**.
+#   Without it in the training text, a fine-tuned model rambles on until the token limit.
+# - `add_generation_prompt=True` appends `<|im_start|>assistant\n`: at inference time, the
+#   model's answer starts right there.
+#
+# Libraries store this recipe as a Jinja template next to the tokenizer:
+
+# %%
+print(tokenizer.chat_template)
+for token in ("<|im_start|>", "<|im_end|>"):
+    print(f"{token} -> id {tokenizer.convert_tokens_to_ids(token)}")
+print(tokenizer.tokenize("<|im_start|>user\nWho?<|im_end|>\n"))
+
+# %% [markdown]
+# **TODO 3** — implement `format_conversation(messages, tokenizer, add_generation_prompt=False)`:
+# the text by hand, then its token ids (tokenize the text; add no special tokens of your own).
+
+# %%
+example = conversations[0]
+encoded = ex.format_conversation(example, tokenizer)
+print(encoded["text"])
+print(encoded["input_ids"][:24], "...")
+
+# %% [markdown]
+# The check compares your function with `apply_chat_template` on small cases (each classic
+# mistake has its own message), then on every training conversation. The library's texts and
+# ids for all of them, computed once:
+
+# %%
+library_texts, library_ids = checks.library_encode(tokenizer, conversations)
+lengths = [len(ids) for ids in library_ids]
+print(f"{len(library_texts):,} conversations, {sum(lengths):,} tokens")
+
+# %% test format_conversation points=2
+checks.check_format_conversation(ex, tokenizer)
+checks.check_format_all(ex, tokenizer, conversations, library_texts, library_ids)
+
+# %% test format_conversation_hidden points=2
+# Hidden tests for format_conversation run here when your work is graded.
+### BEGIN HIDDEN TESTS
+import random
+from course.grading import compare_with_reference, load_reference, random_conversation
+
+ref = load_reference("step1_data", "data_exercise")
+rng = random.Random(303)
+
+
+def _same(got, want):
+    return (isinstance(got, dict) and got.get("text") == want["text"]
+            and list(got.get("input_ids", [])) == want["input_ids"])
+
+
+cases = []
+for gen in (False, True):
+    label = "random conversation" + (" + generation prompt" if gen else "")
+    cases += [(label, (random_conversation(rng), tokenizer), {"add_generation_prompt": gen})
+              for _ in range(25)]
+edge = [
+    ("one user turn + generation prompt", [{"role": "user", "content": "Who?"}], True),
+    ("system + user + generation prompt",
+     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who?"}], True),
+    ("newlines around content", [{"role": "user", "content": "\n\nWho?\n"},
+                                 {"role": "assistant", "content": "Tom.\n\n"}], False),
+    ("unicode content", [{"role": "user", "content": "Ünïcödé 🙂?"},
+                         {"role": "assistant", "content": "Ja — 🙂"}], False),
+    ("template text inside content", [{"role": "user", "content": "### Response:\nuser\n"},
+                                      {"role": "assistant", "content": "assistant\n"}], False),
+    ("single assistant turn", [{"role": "assistant", "content": "Hello."}], False),
+    ("no turns + generation prompt", [], True),
+]
+cases += [(label, (m, tokenizer), {"add_generation_prompt": g}) for label, m, g in edge]
+cases += [("real conversation", (c, tokenizer), {}) for c in conversations[:3000:100]]
+compare_with_reference("format_conversation", ex.format_conversation, ref.format_conversation,
+                       cases, equal=_same)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### A detail that costs accuracy: the first token of an answer
+#
+# Byte-level BPE glues a leading space to the word that follows it, so `" park"` and `"park"`
+# are different tokens. In stories a word nearly always follows a space; in ChatML an answer
+# starts right after `assistant\n`, with no space. The model has to produce a first token it has
+# rarely seen in pretraining:
+
+# %%
+rows = [[w, tokenizer.tokenize(" " + w), tokenizer.tokenize(w)] for w in ("park", "happy", "Mira")]
+Table(rows, ["word", "after a space (in a story)", "at the start of an answer"], width=28)
+
+# %% [markdown]
+# ## 5. Validate and clean
+#
+# `dirty.jsonl` mixes good conversations with the defects that quietly hurt SFT:
+#
+# | defect | why it hurts |
+# |---|---|
+# | non-string content (`None`, `42`, a list) | cannot be tokenized; crashes the run hours in |
+# | empty or whitespace-only content | an empty answer teaches the model to stop at once |
+# | wrong role order | an answer before its question, or a last turn with nothing to learn |
+# | duplicates | the sample counts twice: over-weighted, memorised |
+# | over-long | does not fit the context; cutting it often cuts the answer (all that is trained) |
+#
+# Each record's `defect` field is the answer key for the checks; your code must not read it.
+# Note what 🤗 `datasets` makes of the mixed content types — Arrow needs one type per column:
+
+# %%
+print(datasets.load_dataset("json", data_files=str(raw_path("dirty")), split="train").features)
+dirty = list(iter_jsonl(raw_path("dirty")))
+print(len(dirty), "records;", dict(Counter(r["defect"] or "good" for r in dirty)))
+
+# %% [markdown]
+# **TODO 4** — implement `validate_conversation(messages)`: the list of problem codes.
+
+# %%
+for r in dirty[:6]:
+    print(f"{r['id']:12s} {ex.validate_conversation(r['messages'])}")
+
+# %% test validate_conversation points=1
+checks.check_validate_conversation(ex, dirty)
+
+# %% test validate_conversation_hidden points=2
+# Hidden tests for validate_conversation run here when your work is graded.
+### BEGIN HIDDEN TESTS
+import copy
+import random
+from course.grading import compare_with_reference, load_reference, random_conversation
+
+ref = load_reference("step1_data", "data_exercise")
+rng = random.Random(404)
+BAD_CONTENT = [None, 42, 3.5, ["a", "list"], {"text": "x"}, True]
+BLANK = ["", " ", "   ", "\n", "\t\n "]
+
+
+def _defect(conv, kind):
+    conv = copy.deepcopy(conv)
+    i = rng.randrange(len(conv))
+    if kind == "non-string content":
+        conv[i]["content"] = rng.choice(BAD_CONTENT)
+    elif kind == "blank content":
+        conv[i]["content"] = rng.choice(BLANK)
+    elif kind == "swapped turns" and len(conv) > 1:
+        j = rng.randrange(len(conv) - 1)
+        conv[j], conv[j + 1] = conv[j + 1], conv[j]
+    elif kind == "last turn removed":
+        conv = conv[:-1]
+    elif kind == "user turn appended":
+        conv.append({"role": "user", "content": "Thanks!"})
+    elif kind == "system turn inside":
+        conv.insert(rng.randint(1, len(conv)), {"role": "system", "content": "Be brief."})
+    elif kind == "unknown role":
+        conv[i]["role"] = rng.choice(["bot", "human", "gpt", "User", "tool"])
+    elif kind == "first turn removed":
+        conv = conv[1:]
+    return conv
+
+
+KINDS = ["non-string content", "blank content", "swapped turns", "last turn removed",
+         "user turn appended", "system turn inside", "unknown role", "first turn removed"]
+cases = [("valid conversation", (random_conversation(rng),), {}) for _ in range(15)]
+for kind in KINDS:
+    cases += [(kind, (_defect(random_conversation(rng), kind),), {}) for _ in range(6)]
+for _ in range(12):
+    a, b = rng.sample(KINDS, 2)
+    cases.append(("two defects", (_defect(_defect(random_conversation(rng), a), b),), {}))
+cases += [("empty conversation", ([],), {}),
+          ("system turn only", ([{"role": "system", "content": "Be brief."}],), {}),
+          ("user turn only", ([{"role": "user", "content": "Hi"}],), {})]
+cases += [("dirty.jsonl record", (r["messages"],), {}) for r in dirty]
+compare_with_reference("validate_conversation", ex.validate_conversation,
+                       ref.validate_conversation, cases)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### How long are the samples?
+#
+# Length is counted in tokens of the formatted text, special tokens included — that is what
+# has to fit into the model's context. The training set, with the over-long dirty samples in red:
+
+# %%
+too_long = [len(checks.library_ids(tokenizer, r["messages"]))
+            for r in dirty if r["defect"] == "too_long"]
+context = tokenizer.model_max_length
+fig = plots.length_histogram(lengths, too_long=too_long, context=context)
+print(f"training set: median {sorted(lengths)[len(lengths) // 2]}, longest {max(lengths)} tokens;"
+      f" over-long samples: {min(too_long)}-{max(too_long)} tokens; context {context}")
+
+# %% [markdown]
+# **Your call** — set `MAX_TOKENS`, the longest conversation (in tokens) that training keeps.
+# Keep every good training conversation, drop the over-long samples, stay within the context.
+# A round number with some headroom is usual.
+
+# %% solution choose_max_tokens
+MAX_TOKENS = None
+# TODO: set MAX_TOKENS (an int) from the histogram above.
+### BEGIN SOLUTION
+MAX_TOKENS = min(context, 64 * (max(lengths) // 64 + 1))  # next multiple of 64 above the longest
+### END SOLUTION
+
+# %% test max_tokens points=1
+checks.check_max_tokens(require(MAX_TOKENS, "MAX_TOKENS", "Your call: set MAX_TOKENS"),
+                        lengths, too_long, context)
+
+# %% [markdown]
+# **TODO 5** — implement `clean_conversations(conversations, tokenizer, max_tokens)`: keep the good
+# conversations and report each dropped one with its reason.
+
+# %%
+limit = require(MAX_TOKENS, "MAX_TOKENS", "Your call: set MAX_TOKENS")
+kept, dropped = ex.clean_conversations([r["messages"] for r in dirty], tokenizer, limit)
+fig = plots.drop_reasons(Counter(reason for _, reason in dropped), total=len(dirty))
+Table([[i, reason, json.dumps(dirty[i]["messages"], ensure_ascii=False)[:90]]
+       for i, reason in dropped[:8]], ["index", "reason", "messages"], width=30)
+
+# %% test clean_conversations points=1
+checks.check_clean_conversations(ex, tokenizer, dirty, MAX_TOKENS)
+
+# %% test clean_conversations_hidden points=2
+# Hidden tests for clean_conversations run here when your work is graded.
+### BEGIN HIDDEN TESTS
+import copy
+import random
+from course.grading import (HiddenTestFailure, compare_with_reference, load_reference, patched,
+                            random_conversation)
+
+ref = load_reference("step1_data", "data_exercise")
+rng = random.Random(505)
+
+
+def _norm(out):
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        return ("bad result", repr(out)[:200])
+    kept, dropped = out
+    return [list(k) for k in kept], [tuple(d) for d in dropped]
+
+
+def _pool(rng):
+    good = [random_conversation(rng) for _ in range(5)]
+    bad = [[{"role": "user", "content": None}, {"role": "assistant", "content": "x"}],
+           [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}],
+           [{"role": "user", "content": " "}, {"role": "assistant", "content": "x"}],
+           [{"role": "user", "content": "y"}, {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "z"}]]
+    items = [rng.choice(good + bad) for _ in range(rng.randint(4, 14))]
+    return [copy.deepcopy(c) for c in items]
+
+
+cases = []
+for _ in range(30):
+    convs = _pool(rng)
+    sizes = [len(ref.format_conversation(c, tokenizer)["input_ids"]) for c in convs
+             if not ref.validate_conversation(c)] or [10]
+    limit = rng.choice(sizes) + rng.choice([-1, 0, 0, 1])
+    cases.append(("random mix of good, bad, duplicate and long", (convs, tokenizer, limit), {}))
+dirty_convs = [r["messages"] for r in dirty]
+for limit in (max(lengths), min(too_long) - 1, min(too_long), 40):
+    cases.append(("dirty.jsonl", (dirty_convs, tokenizer, limit), {}))
+cases.append(("no conversations", ([], tokenizer, 100), {}))
+with patched(ex, validate_conversation=ref.validate_conversation,
+             format_conversation=ref.format_conversation):
+    compare_with_reference("clean_conversations", ex.clean_conversations,
+                           ref.clean_conversations, cases,
+                           equal=lambda a, b: _norm(a) == _norm(b))
+    convs = _pool(random.Random(7))
+    kept_, _ = ex.clean_conversations(convs, tokenizer, 10_000)
+    if not all(any(k is c for c in convs) for k in kept_):
+        raise HiddenTestFailure("clean_conversations: kept must hold the input conversations "
+                                "themselves, not copies")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. Why the format matters
+#
+# The base model was pretrained on stories (with some plain `Question:` / `Answer:` lines) and has
+# never seen `<|im_start|>`. Give it the same question three ways — the raw text, the Alpaca
+# prompt and the ChatML prompt with an open assistant turn — and compare what it writes
+# (greedy decoding, at most 30 new tokens, stopping early only at `<|im_end|>`):
+
+# %%
+from course.evaluate import generate
+from course.models import load_base_model
+
+examples = [] if is_grading() else list(load_split("validation").select(range(3)))  # not graded
+model = load_base_model(device="cpu") if examples else None
+rows = []
+for record in examples:
+    user, answer = [t["content"] for t in record["messages"] if t["role"] != "system"][:2]
+    instruction, _, story = user.partition("\n\n")
+    prompts = [user,
+               ex.alpaca_prompt({"instruction": instruction, "input": story, "output": ""}),
+               ex.format_conversation([{"role": "user", "content": user}], tokenizer,
+                                      add_generation_prompt=True)["text"]]
+    rows.append([f"{instruction}\n(expected: {answer})",
+                 *generate(model, tokenizer, prompts, max_new_tokens=30)])
+Table(rows, ["question", "raw text", "Alpaca prompt", "ChatML prompt"], width=30)
+
+# %% [markdown]
+# Read the table row by row. The base model has only ever continued text, so expect it to treat
+# every prompt as the start of a story. `<|im_start|>assistant` means nothing to it yet, and it has
+# never learnt to write `<|im_end|>`, so it runs on to the token limit. Steps 2 and 3 train it on
+# ChatML conversations; the same ChatML prompt then gets a short answer followed by `<|im_end|>`.
+#
+# The lesson for data: **train and serve with the same template.** A model fine-tuned on ChatML
+# and prompted with Alpaca text (or with a missing generation prompt, or a different newline) is
+# back to guessing — and the chat template stored with the tokenizer is how libraries keep both
+# sides equal.
+
+# %% [markdown] checklist
+# ## Checklist
+#
+# - [ ] I can name the three record shapes and turn each into `messages` — Alpaca input joined
+#   into the user turn, system prompt kept.
+# - [ ] I can write ChatML by hand and say what `<|im_start|>`, `<|im_end|>` and the generation
+#   prompt are for.
+# - [ ] My `format_conversation` equals `apply_chat_template` on every training conversation.
+# - [ ] I can list the defects `clean_conversations` drops, and why each one hurts training.
+# - [ ] I chose `MAX_TOKENS` from the length histogram and can justify it.
+# - [ ] I can explain why the base model answers raw text, Alpaca and ChatML prompts differently.
+#
+# **Grade yourself:** `make grade STEP=step1_data` prints the points of every test and writes a
+# feedback page. **Compare** with the answer key:
+# [solutions/step1_data/data_exercise.py](../solutions/step1_data/data_exercise.py) and
+# [solutions/step1_data/tutorial.ipynb](../solutions/step1_data/tutorial.ipynb).
+#
+# **Next:** [Step 2 — loss masking](../step2_masking/tutorial.ipynb): labels of `-100` everywhere
+# except the assistant's tokens, and why training on the prompt hurts.
