@@ -1,10 +1,11 @@
 """`make release`: solutions/ -> nbgrader course root -> learner version in stepN_*/.
 
 For each step: build solutions/<step>/tutorial.ipynb from its source (tutorial.py, if any), copy
-the step into <root>/source/, run `nbgrader generate_assignment`, strip the solution regions of
-the `.py` modules, verify that no solution line, marker or hidden test is left, and copy the
-release into <repo>/<step>/ (committed, never edited by hand). Files there that would change are
-backed up to build/release-backup/ first, so a learner's work is never lost.
+the step into <root>/source/, run `nbgrader generate_assignment` (its post-convert hook, in
+hooks.py, strips the solution regions of the `.py` modules), verify that no solution line, marker
+or hidden test is left (nbgrader only logs a failing hook), and copy the release into
+<repo>/<step>/ (committed, never edited by hand). Files there that would change are backed up to
+build/release-backup/ first, so a learner's work is never lost.
 
     python -m course.nbgrader.release                  # every step in solutions/
     python -m course.nbgrader.release step1_data       # one step
@@ -25,7 +26,7 @@ from course.grading import solutions_dir
 from course.nbgrader import (BUILD_DIR, NEVER_RELEASED, NOTEBOOK, NOTEBOOK_SOURCE, course_root,
                              released_steps, run_nbgrader)
 from course.nbgrader.config import write_config
-from course.nbgrader.hooks import find_leaks, strip_folder
+from course.nbgrader.hooks import find_leaks
 from course.nbgrader.source import build, build_step, dumps
 
 
@@ -71,8 +72,10 @@ def generate(root: Path, steps: list[str], log: Path | None = None) -> dict[str,
             where = log or (proc.stdout + proc.stderr)[-2000:]
             raise RuntimeError(f"nbgrader generate_assignment {step} failed (exit "
                                f"{proc.returncode}): see {where}")
+        output = log.read_text(encoding="utf-8") if log else proc.stdout + proc.stderr
+        if "Post-convert hook failed" in output:  # nbgrader logs it and carries on
+            raise RuntimeError(f"{step}: the post-convert hook failed; see {log or output[-2000:]}")
         folder = root / "release" / step
-        strip_folder(folder)  # again: nbgrader only logs a failing post-convert hook
         leaks = find_leaks(folder, {p.name: p for p in source.iterdir() if p.is_file()})
         if leaks:
             raise RuntimeError(f"the release of {step} leaks solutions:\n  " + "\n  ".join(leaks))

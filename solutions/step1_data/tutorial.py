@@ -209,8 +209,20 @@ print("normalize_record leaves its input unchanged")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The 🤗 `datasets` way applies your function to every record with `map`. One column list per
-# shape goes in; one `messages` column comes out, so the three files can be concatenated:
+# The course package has the library way of doing this (`course.data.load_split`, built on
+# `course.data.to_messages`). The rest of this notebook and the later steps use it, so they work
+# even before your TODO 2 is done:
+
+# %%
+library = load_split("train")
+conversations = list(library["messages"])
+print(f"{len(conversations):,} conversations;",
+      dict(sorted(Counter(len(c) for c in conversations).items())), "turns each")
+
+# %% [markdown]
+# The 🤗 `datasets` way to apply your function to every record is `map`: one column layout per
+# shape goes in, one `messages` column comes out, so the three files can be concatenated. The
+# result should be the very same conversations:
 
 # %%
 normalized = datasets.concatenate_datasets([
@@ -219,21 +231,7 @@ normalized = datasets.concatenate_datasets([
     for ds in raw.values()
 ]).sort("id")
 print(normalized)
-
-# %% [markdown]
-# The course package does the same the library way (`course.data.load_split`, built on
-# `course.data.to_messages`); the later steps use it. Your version should give the very same
-# conversations:
-
-# %%
-library = load_split("train")
-conversations = list(library["messages"])  # used from here on, so later sections work
-print(f"{len(conversations):,} conversations;",  # even before TODO 2 is done
-      dict(sorted(Counter(len(c) for c in conversations).items())), "turns each")
-
-# %%
-same = list(normalized["messages"]) == conversations
-print(f"normalize_record over all three files == load_split('train'): {same}")
+print("identical to load_split('train'):", list(normalized["messages"]) == conversations)
 
 # %% [markdown]
 # ## 4. Chat templates: ChatML by hand
