@@ -188,6 +188,10 @@ for _ in range(12):
               "output": random_text(rng), "task": "t"}
     label = "Alpaca record" + (" with input" if alpaca["input"] else " without input")
     cases.append((label + (" + system_prompt" if sp else ""), (alpaca,), {"system_prompt": sp}))
+cases.append(("record with both messages and Alpaca keys",
+              ({"instruction": "Who?", "input": "", "output": "Tom.",
+                "messages": [{"role": "user", "content": "Hi"},
+                             {"role": "assistant", "content": "Hello"}]},), {}))
 cases.append(("messages turns with extra keys",
               ({"messages": [{"role": "user", "content": "Hi", "name": "x"},
                              {"role": "assistant", "content": "Hello", "weight": 1}]},), {}))
@@ -412,7 +416,11 @@ for kind in KINDS:
 for _ in range(12):
     a, b = rng.sample(KINDS, 2)
     cases.append(("two defects", (_defect(_defect(random_conversation(rng), a), b),), {}))
-cases += [("empty conversation", ([],), {}),
+cases += [("all three problems", ([{"role": "assistant", "content": None},
+                                    {"role": "user", "content": " "}],), {}),
+          ("non-string and blank content", ([{"role": "user", "content": 42},
+                                             {"role": "assistant", "content": ""}],), {}),
+          ("empty conversation", ([],), {}),
           ("system turn only", ([{"role": "system", "content": "Be brief."}],), {}),
           ("user turn only", ([{"role": "user", "content": "Hi"}],), {})]
 cases += [("dirty.jsonl record", (r["messages"],), {}) for r in dirty]
@@ -485,11 +493,15 @@ def _norm(out):
 
 def _pool(rng):
     good = [random_conversation(rng) for _ in range(5)]
+    same_question = copy.deepcopy(good[0])
+    same_question[-1]["content"] += " (another answer)"  # not a duplicate
     bad = [[{"role": "user", "content": None}, {"role": "assistant", "content": "x"}],
            [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}],
            [{"role": "user", "content": " "}, {"role": "assistant", "content": "x"}],
+           [{"role": "assistant", "content": "\n"}],  # two problems
            [{"role": "user", "content": "y"}, {"role": "assistant", "content": "x"},
             {"role": "user", "content": "z"}]]
+    good.append(same_question)
     items = [rng.choice(good + bad) for _ in range(rng.randint(4, 14))]
     return [copy.deepcopy(c) for c in items]
 
@@ -505,6 +517,11 @@ dirty_convs = [r["messages"] for r in dirty]
 for limit in (max(lengths), min(too_long) - 1, min(too_long), 40):
     cases.append(("dirty.jsonl", (dirty_convs, tokenizer, limit), {}))
 cases.append(("no conversations", ([], tokenizer, 100), {}))
+first = random_conversation(random.Random(8), system=0)
+other_answer = copy.deepcopy(first)
+other_answer[-1]["content"] += " (another answer)"
+cases.append(("same question, different answer",
+              ([first, other_answer, copy.deepcopy(first)], tokenizer, 10_000), {}))
 with patched(ex, validate_conversation=ref.validate_conversation,
              format_conversation=ref.format_conversation):
     compare_with_reference("clean_conversations", ex.clean_conversations,
