@@ -3,6 +3,7 @@
     reference_module("step1_data", "data_exercise.py")      # solutions kept, markers removed
     wrong_module(step, module, Path("tests/wrong/step1_data/missing_end_token.py"))
     solved_notebook(root, step)                             # release + the source's answers
+    InProcessNotebook("step1_data").failures(module_text)   # test cells that fail, no kernel
 
 A wrong implementation (docs/AUTHORING.md) is the reference module with the wrong file's source
 appended, so its later `def`s replace the reference's.
@@ -10,14 +11,21 @@ appended, so its later `def`s replace the reference's.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
+import io
+import os
+import sys
+import types
 from pathlib import Path
 
 import nbformat
 
 from course.grading import solutions_dir
-from course.nbgrader import NOTEBOOK, SOLUTION_MARKERS
+from course.nbgrader import NOTEBOOK, NOTEBOOK_SOURCE, SOLUTION_MARKERS, exercise_modules
+from course.nbgrader.source import build
 from course.nbgrader.structure import grade_id
+from course.notebook import GRADING_ENV
 
 
 def without_markers(text: str) -> str:
@@ -70,3 +78,73 @@ def write_submission(folder: Path, notebook: nbformat.NotebookNode | str | bytes
     for name, text in modules.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder
+
+
+class InProcessNotebook:
+    """A step's instructor notebook run once in this process with the reference module, after
+    which `failures(text)` re-runs only its test cells (visible and hidden) with `text` as the
+    learner's module. No kernel and no nbgrader: a fast check that the tests catch a wrong
+    implementation (the nbgrader batch of tests/test_autograde_<step>.py is the real thing).
+    Cells run as under nbgrader (NBGRADER_EXECUTION set), so they may sample."""
+
+    def __init__(self, step: str):
+        folder = solutions_dir() / step
+        src = folder / NOTEBOOK_SOURCE
+        nb = (build(src.read_text(encoding="utf-8"), str(src)) if src.exists() else
+              nbformat.read(str(folder / f"{NOTEBOOK}.ipynb"), as_version=4))
+        self.tests: dict[str, str] = {}
+        self.names = [Path(m).stem for m in exercise_modules(step)]
+        namespace: dict = {"__name__": "__main__"}
+        old_cwd, old_path = os.getcwd(), list(sys.path)
+        old_env = os.environ.get(GRADING_ENV)
+        os.environ[GRADING_ENV] = "autograde"
+        os.chdir(folder)
+        sys.path.insert(0, str(folder))
+        try:
+            for cell in nb.cells:
+                if cell.cell_type != "code":
+                    continue
+                code = without_markers(cell.source)
+                if cell.metadata.get("nbgrader", {}).get("grade"):
+                    self.tests[grade_id(cell)] = code
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(code, f"<{grade_id(cell)}>", "exec"), namespace)  # noqa: S102
+            modules = {n: sys.modules[n] for n in self.names}
+            self.bindings = {k: n for k, v in namespace.items() for n, m in modules.items()
+                             if v is m}
+        finally:
+            _restore_env(old_env)
+            os.chdir(old_cwd)
+            sys.path[:] = old_path
+            for n in self.names:
+                sys.modules.pop(n, None)
+            import matplotlib.pyplot as plt
+            plt.close("all")
+        self.namespace = namespace
+
+    def failures(self, module_text: str) -> set[str]:
+        """grade_ids of the test cells that fail with `module_text` as the exercise module."""
+        module = types.ModuleType(self.names[0])
+        exec(compile(module_text, f"<{self.names[0]}>", "exec"), module.__dict__)  # noqa: S102
+        failed = set()
+        old_env = os.environ.get(GRADING_ENV)
+        os.environ[GRADING_ENV] = "autograde"
+        try:
+            for gid, code in self.tests.items():
+                namespace = dict(self.namespace)
+                namespace.update({k: module for k in self.bindings})
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        exec(compile(code, f"<{gid}>", "exec"), namespace)  # noqa: S102
+                except Exception:  # noqa: BLE001 - any error fails the test, as in a notebook
+                    failed.add(gid)
+        finally:
+            _restore_env(old_env)
+        return failed
+
+
+def _restore_env(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(GRADING_ENV, None)
+    else:
+        os.environ[GRADING_ENV] = value

@@ -1,0 +1,9 @@
+"""Bug: contents are stripped of surrounding whitespace, so the text differs from the template."""
+EXPECT_LOSE = ["format_conversation", "format_conversation_hidden"]
+
+
+def format_conversation(messages, tokenizer, add_generation_prompt=False):
+    text = "".join(f"{IM_START}{m['role']}\n{m['content'].strip()}{IM_END}\n" for m in messages)
+    if add_generation_prompt:
+        text += f"{IM_START}assistant\n"
+    return {"text": text, "input_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
