@@ -55,6 +55,11 @@ def todo_message(etype: type, value: BaseException, tb) -> list[str] | None:
     return None
 
 
+def _raised_in_cell(tb) -> bool:
+    frames = traceback.extract_tb(tb)
+    return bool(frames) and _is_cell(frames[-1].filename)
+
+
 def _is_cell(filename: str) -> bool:
     return filename.startswith("<") or "ipykernel_" in filename
 
@@ -64,7 +69,7 @@ def _handler(shell, etype, value, tb, tb_offset=None):
     lines = None
     if issubclass(etype, NotImplementedError):
         lines = todo_message(etype, value, tb)
-    elif issubclass(etype, NameError):
+    elif issubclass(etype, NameError) and _raised_in_cell(tb):  # not a typo inside a module
         lines = [f"{RED}NameError{RESET}: {value}",
                  "  An earlier cell did not finish (often an unfinished TODO). Run the cells "
                  "above in order and fix the first one that fails."]

@@ -153,14 +153,16 @@ def test_unfinished_todo_shows_its_hint_and_still_fails_the_cell(tmp_path):
     from nbgrader.utils import determine_grade
 
     (tmp_path / "demo_exercise.py").write_text(
-        "def add_one(x):\n    # TODO: add one.\n    raise NotImplementedError('add one.')\n")
+        "def add_one(x):\n    # TODO: add one.\n    raise NotImplementedError('add one.')\n\n\n"
+        "def typo():\n    return undefined_in_module\n")
     test = new_code_cell("assert demo_exercise.add_one(1) == 2")
     test.metadata["nbgrader"] = {"grade": True, "grade_id": "add_one", "locked": True,
                                  "points": 1, "schema_version": 3, "solution": False,
                                  "task": False}
     nb = new_notebook(cells=[
         new_code_cell("from course.notebook import setup\nsetup()\nimport demo_exercise"),
-        test, new_code_cell("result_of_an_earlier_cell"), new_code_cell("1 / 0")])
+        test, new_code_cell("result_of_an_earlier_cell"), new_code_cell("1 / 0"),
+        new_code_cell("demo_exercise.typo()")])
     NotebookClient(nb, resources={"metadata": {"path": str(tmp_path)}}, allow_errors=True,
                    timeout=60).execute()
     (todo,) = nb.cells[1].outputs
@@ -170,6 +172,7 @@ def test_unfinished_todo_shows_its_hint_and_still_fails_the_cell(tmp_path):
     assert determine_grade(nb.cells[1], None) == (0, 1)  # nbgrader scores it as failed
     assert "An earlier cell did not finish" in nb.cells[2].outputs[0].traceback[1]
     assert len(nb.cells[3].outputs[0].traceback) > 2  # other errors keep their traceback
+    assert "An earlier cell" not in "".join(nb.cells[4].outputs[0].traceback)  # a module's typo
 
     nb.cells = nb.cells[:2]
     with pytest.raises(CellExecutionError, match="add one"):  # the kernel reported an error
