@@ -212,7 +212,8 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
       mean; a short answer then weighs as much as a long one (its tokens count more).
     Returns a scalar tensor connected to `logits` (so `.backward()` works). If no position is
     labelled, it is 0.0, still connected, with zero gradient: never NaN. Inputs are not modified.
-    Any other `normalization` raises ValueError.
+    Computed in float32 like transformers (bf16 logits lose no precision). Any other
+    `normalization` raises ValueError.
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
