@@ -1,0 +1,23 @@
+"""Bug: `<|im_end|>` after an answer is masked, so the model never learns to stop and rambles
+on at generation time (the training loss looks perfectly healthy)."""
+EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_MESSAGE = "end token not trained"
+
+
+def labels_for_conversation(messages, tokenizer, last_turn_only=False, record_id=None,
+                            content_ids=None):
+    check_conversation(messages, record_id)
+    if content_ids is None:
+        content_ids = tokenizer([m["content"] for m in messages],
+                                add_special_tokens=False)["input_ids"]
+    end, newline = piece_ids(tokenizer, IM_END), piece_ids(tokenizer, "\n")
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    input_ids, labels = [], []
+    for i, (turn, content) in enumerate(zip(messages, content_ids)):
+        header = piece_ids(tokenizer, f"{IM_START}{turn['role']}\n")
+        trained = turn["role"] == "assistant" and (i == last or not last_turn_only)
+        input_ids += header + list(content) + end + newline
+        labels += [IGNORE_INDEX] * len(header)
+        labels += list(content) if trained else [IGNORE_INDEX] * len(content)
+        labels += [IGNORE_INDEX] * (len(end) + len(newline))  # the bug: <|im_end|> masked
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}

@@ -1,0 +1,26 @@
+"""Bug: the mask starts one token early, so the newline of `<|im_start|>assistant\n` is trained:
+the model is taught to write template text that the template already wrote."""
+EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_MESSAGE = "starts one token early"
+
+
+def labels_for_conversation(messages, tokenizer, last_turn_only=False, record_id=None,
+                            content_ids=None):
+    check_conversation(messages, record_id)
+    if content_ids is None:
+        content_ids = tokenizer([m["content"] for m in messages],
+                                add_special_tokens=False)["input_ids"]
+    end, newline = piece_ids(tokenizer, IM_END), piece_ids(tokenizer, "\n")
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    input_ids, labels = [], []
+    for i, (turn, content) in enumerate(zip(messages, content_ids)):
+        header = piece_ids(tokenizer, f"{IM_START}{turn['role']}\n")
+        said = list(content) + end
+        trained = turn["role"] == "assistant" and (i == last or not last_turn_only)
+        input_ids += header + said + newline
+        if trained:  # the bug: the header's last token ("\n") is labelled too
+            labels += [IGNORE_INDEX] * (len(header) - 1) + header[-1:] + said
+        else:
+            labels += [IGNORE_INDEX] * (len(header) + len(said))
+        labels += [IGNORE_INDEX] * len(newline)
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}

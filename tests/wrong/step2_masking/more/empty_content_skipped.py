@@ -1,0 +1,25 @@
+"""Bug: turns with empty content are skipped, so the ids no longer match the chat template and
+an empty answer's <|im_end|> is never trained."""
+EXPECT_LOSE = ["labels_for_conversation_hidden"]
+
+
+def labels_for_conversation(messages, tokenizer, last_turn_only=False, record_id=None,
+                            content_ids=None):
+    check_conversation(messages, record_id)
+    if content_ids is None:
+        content_ids = tokenizer([m["content"] for m in messages],
+                                add_special_tokens=False)["input_ids"]
+    end, newline = piece_ids(tokenizer, IM_END), piece_ids(tokenizer, "\n")
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    input_ids, labels = [], []
+    for i, (turn, content) in enumerate(zip(messages, content_ids)):
+        if not turn["content"]:
+            continue  # the bug
+        header = piece_ids(tokenizer, f"{IM_START}{turn['role']}\n")
+        said = list(content) + end
+        trained = turn["role"] == "assistant" and (i == last or not last_turn_only)
+        input_ids += header + said + newline
+        labels += [IGNORE_INDEX] * len(header)
+        labels += said if trained else [IGNORE_INDEX] * len(said)
+        labels += [IGNORE_INDEX] * len(newline)
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
