@@ -203,6 +203,7 @@ def test_masked_cross_entropy_equals_the_transformers_loss(ref, tok, hand, model
                 labels=labels)
     logits = out.logits.detach().requires_grad_(True)
     mine = ref.masked_cross_entropy(logits, labels)
+    # the same sums in the same order as transformers: equal to the bit (1e-6 is the contract)
     assert abs(mine.item() - out.loss.item()) <= 1e-6, (mine.item(), out.loss.item())
     mine.backward()
     hf_logits = out.logits.detach().requires_grad_(True)

@@ -49,11 +49,15 @@ def alpaca_prompt(record: dict) -> str:
     return ALPACA_PROMPT_NO_INPUT.format(instruction=record["instruction"])
 
 
-@functools.lru_cache(maxsize=256)
 def piece_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of a short piece such as "<|im_start|>user\\n", without BOS (cached: the same
-    few pieces occur in every conversation). Treat the list as read-only."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """Token ids of a short piece such as "<|im_start|>user\\n", no special tokens added (a new
+    list each call; cached inside, since the same few pieces occur in every conversation)."""
+    return list(_cached_ids(tokenizer, text))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_ids(tokenizer, text: str) -> tuple[int, ...]:
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -217,15 +221,20 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    # TODO: shift, per-token loss with ignore_index, then divide by the count (never by zero).
+    # TODO: shift the labels left by one, sum the per-token losses, divide by the count (or 1).
     ### BEGIN SOLUTION
-    logits, targets = logits[:, :-1, :], labels[:, 1:]
-    per_token = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
-                                targets.reshape(-1), ignore_index=IGNORE_INDEX,
-                                reduction="none").view(targets.shape)  # 0 where ignored
+    # Shift the labels, not the logits: label t + 1 goes to position t and the last position
+    # gets -100 (nothing follows it). No copy of the large logits tensor, and the same sums as
+    # transformers' loss, so the two agree to the last bit.
+    targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    flat_logits, flat_targets = logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1)
     counts = (targets != IGNORE_INDEX).sum(dim=1)
     if normalization == "token":
-        return per_token.sum() / counts.sum().clamp(min=1)  # all ignored: 0 / 1, not 0 / 0
+        total = F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX,
+                                reduction="sum")
+        return total / counts.sum().clamp(min=1)  # nothing labelled: 0 / 1, not 0 / 0 = NaN
+    per_token = F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX,
+                                reduction="none").view(targets.shape)  # 0 where ignored
     per_sequence = per_token.sum(dim=1) / counts.clamp(min=1)
     has_labels = counts > 0
     return (per_sequence * has_labels).sum() / has_labels.sum().clamp(min=1)
