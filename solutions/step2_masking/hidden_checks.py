@@ -46,6 +46,16 @@ def _tame(text: str, rng: random.Random) -> str:
     return text
 
 
+def _without_generation_markers(tokenizer):
+    import copy
+    import re
+
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = re.sub(r"\{%-?\s*(end)?generation\s*-?%\}", "",
+                                 tokenizer.chat_template or "")
+    return plain
+
+
 def _conversation(rng: random.Random, max_exchanges: int = 3) -> list[dict]:
     return [{"role": m["role"], "content": _tame(m["content"], rng)}
             for m in random_conversation(rng, max_exchanges=max_exchanges)]
@@ -196,6 +206,9 @@ def labels_for_conversation_hidden(ex, ref, tokenizer=None) -> None:
         messages = _conversation(rng)
         ids = [list(tok(m["content"], add_special_tokens=False)["input_ids"]) for m in messages]
         cases.append(("contents passed as token ids", (messages, tok), {"content_ids": ids}))
+    plain = _without_generation_markers(tok)  # labels by hand never need the template's mask
+    cases += [("tokenizer without generation markers", (_conversation(rng), plain),
+               {"last_turn_only": last}) for last in (False, True, False)]
     with patched(ex, check_conversation=ref.check_conversation), _one_thread():
         compare_with_reference("labels_for_conversation", ex.labels_for_conversation,
                                ref.labels_for_conversation, cases, equal=_same_encoding)

@@ -125,7 +125,8 @@ def labels_for_conversation(messages: list[dict], tokenizer, last_turn_only: boo
     attention_mask is all 1. input_ids equal `tokenizer.apply_chat_template(messages)` (checked
     on the whole course data; only an assistant content starting with two or more whitespace
     characters could tokenize differently, if BPE merges that whitespace with the newline).
-    Bad input raises ValueError from `check_conversation` (called first, with `record_id`).
+    The chat template is not used (it may lack the `{% generation %}` markers the library's
+    mask needs). Bad input raises ValueError from `check_conversation` (called first).
 
     >>> enc = labels_for_conversation([{"role": "user", "content": "Hi"},
     ...                                {"role": "assistant", "content": "Hello"}], tokenizer)
