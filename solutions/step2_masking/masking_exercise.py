@@ -123,8 +123,8 @@ def labels_for_conversation(messages: list[dict], tokenizer, last_turn_only: boo
 
     Returns `{"input_ids", "attention_mask", "labels"}`, three lists of ints of one length n;
     attention_mask is all 1. input_ids equal `tokenizer.apply_chat_template(messages)` (checked
-    on the whole course data; only an assistant content starting with two or more whitespace
-    characters could tokenize differently, if BPE merges that whitespace with the newline).
+    on the whole course data; only a content starting with two or more whitespace characters
+    could tokenize differently, with a BPE that merges whitespace with the newline before it).
     The chat template is not used (it may lack the `{% generation %}` markers the library's
     mask needs). Bad input raises ValueError from `check_conversation` (called first).
 
