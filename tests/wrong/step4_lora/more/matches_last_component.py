@@ -1,0 +1,7 @@
+"""Bug: only the last name component is compared, so dotted targets ("self_attn.q_proj") and
+full names never match."""
+EXPECT_LOSE = ["matches_target_hidden"]
+
+
+def matches_target(name, target_modules):
+    return name.split(".")[-1] in target_modules
