@@ -29,8 +29,8 @@ from course.models import EMBEDDED_MODEL_DIR, count_parameters
 @dataclass
 class PretrainConfig:
     steps: int = 1200          # optimizer steps
-    batch_size: int = 32       # rows per step
-    context: int = 128         # tokens per row
+    batch_size: int = 32       # documents per step
+    context: int = 256         # longest document kept (longer ones are cut)
     lr: float = 3e-3           # peak AdamW learning rate (tiny models tolerate large ones)
     warmup: int = 50
     weight_decay: float = 0.1
@@ -53,11 +53,27 @@ def model_config(cfg: PretrainConfig, vocab_size: int) -> Qwen2Config:
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=2, pad_token_id=3)
 
 
-def pack(docs: list[list[int]], eot: int, context: int) -> torch.Tensor:
-    """Concatenate documents (each followed by `eot`) and cut the stream into rows."""
-    stream = [t for d in docs for t in (*d, eot)]
-    n = len(stream) // context
-    return torch.tensor(stream[: n * context]).view(n, context)
+def pad_rows(docs: list[list[int]], eot: int, pad: int, context: int) -> torch.Tensor:
+    """One document per row (+ `eot`), right-padded with `pad` to `context` tokens.
+
+    Rows start at document boundaries on purpose: when a stream is cut into fixed chunks, a
+    question at the end of a story often lands in a different row from the story it asks about,
+    and the model learns to guess from word frequencies instead of reading (docs/BASE_MODEL.md
+    has the measured effect on plain-text place and count questions).
+    """
+    rows = torch.full((len(docs), context), pad)
+    for i, d in enumerate(docs):
+        d = [*d, eot][:context]
+        rows[i, : len(d)] = torch.tensor(d)
+    return rows
+
+
+def batch_from_rows(rows: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Trim common padding; labels are -100 on padding so it never counts in the loss."""
+    width = int((rows != pad).sum(1).max())
+    ids = rows[:, :width]
+    attn = (ids != pad).long()
+    return ids, attn, ids.masked_fill(attn == 0, -100)
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -68,12 +84,18 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
 
 
 @torch.no_grad()
-def eval_loss(model, rows: torch.Tensor, batch_size: int = 64) -> float:
+def eval_loss(model, rows: torch.Tensor, pad: int, batch_size: int = 64) -> float:
+    """Mean next-token loss per predicted token over all rows."""
     model.eval()
-    losses = [model(input_ids=rows[i:i + batch_size], labels=rows[i:i + batch_size]).loss.item()
-              for i in range(0, len(rows), batch_size)]
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        ids, attn, labels = (t.to(device) for t in batch_from_rows(rows[i:i + batch_size], pad))
+        n = int((labels[:, 1:] != -100).sum())
+        total += model(input_ids=ids, attention_mask=attn, labels=labels).loss.item() * n
+        count += n
     model.train()
-    return sum(losses) / len(losses)
+    return total / count
 
 
 def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
@@ -88,9 +110,11 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
     tokenizer = train_tokenizer(docs)
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
-    rows = pack(ids, eot, cfg.context)
+    pad = tokenizer.pad_token_id
+    rows = pad_rows(ids, eot, pad, cfg.context)
     val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction)
-    val_rows = pack(tokenizer(val_docs, add_special_tokens=False)["input_ids"], eot, cfg.context)
+    val_ids = tokenizer(val_docs, add_special_tokens=False)["input_ids"]
+    val_rows = pad_rows(val_ids, eot, pad, cfg.context)
 
     model = Qwen2ForCausalLM(model_config(cfg, len(tokenizer))).to(dev)
     model.generation_config = GenerationConfig(
@@ -103,13 +127,15 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
                             lr=cfg.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
+    train_tokens = 0
     bar = tqdm(range(cfg.steps), desc="pretrain")
     for step in bar:
         idx = torch.randint(len(rows), (cfg.batch_size,), generator=gen)
-        batch = rows[idx].to(dev)
+        ids, attn, labels = (t.to(dev) for t in batch_from_rows(rows[idx], pad))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        train_tokens += int(attn.sum())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -118,9 +144,9 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     minutes = (time.time() - t0) / 60
     metrics = {"config": asdict(cfg), "parameters": count_parameters(model),
-               "train_tokens": cfg.steps * cfg.batch_size * cfg.context,
-               "corpus_tokens": rows.numel(), "final_train_loss": loss.item(),
-               "validation_loss": eval_loss(model, val_rows.to(dev)), "minutes": minutes,
+               "train_tokens": train_tokens,
+               "corpus_tokens": int((rows != pad).sum()), "final_train_loss": loss.item(),
+               "validation_loss": eval_loss(model, val_rows, pad), "minutes": minutes,
                "device": str(dev), "torch": torch.__version__}
     out.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(out)

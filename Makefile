@@ -1,0 +1,77 @@
+# The SFT course. Two commands for newcomers: `make demo` and `make test`; both set things up first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STEPS := step1_data step2_masking step3_sft step4_lora
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
+        collect formgrader lab clean bench-grading
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+
+# --- environment ------------------------------------------------------------------------------
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or run: make PYTHON=python3 ...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with every dependency (idempotent)
+
+# --- the course -------------------------------------------------------------------------------
+demo: setup  ## the main job: the base model before SFT (stories vs held-out instructions)
+	$(PY) -m course.demo
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+data: setup  ## regenerate the instruction data (byte-identical)
+	$(PY) -m course.build.make_data
+
+base-model: setup  ## pretrain the embedded base model on CPU (~10 min on 2 cores)
+	$(PY) -m course.build.pretrain
+
+bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
+	$(PY) -m benchmarks.reference_sft
+
+# --- grading with nbgrader (docs/GRADING.md) -----------------------------------------------------
+# Steps of STEPS that have an instructor source in solutions/; the course root is build/course.
+RELEASED = $(foreach s,$(STEPS),$(if $(wildcard solutions/$(s)/tutorial.*),$(s)))
+STEP ?= step1_data
+FROM ?= build/inbox/$(STEP)
+JUPYTER_ARGS ?=  # e.g. --allow-root, --port 8890, --no-browser
+
+release: setup  ## instructor: solutions/ -> nbgrader -> learner stepN_*/ (commit the result)
+	$(PY) -m course.nbgrader.release $(RELEASED)
+
+collect: setup  ## instructor: FROM=folder of learners' folders/zips -> build/course (STEP=...)
+	$(PY) -m course.nbgrader.collect $(STEP) --from $(FROM)
+
+autograde: setup  ## instructor: grade all submissions in one batch; table + CSV
+	$(PY) -m course.nbgrader.autograde $(RELEASED)
+
+feedback: setup  ## instructor: feedback HTML per submission, hidden tests redacted
+	$(PY) -m course.nbgrader.feedback $(RELEASED)
+
+formgrader: setup  ## instructor: JupyterLab in the course root; open Nbgrader > Formgrader
+	@test -f build/course/nbgrader_config.py || $(MAKE) release
+	cd build/course && $(abspath $(VENV))/bin/jupyter lab --ServerApp.default_url=/formgrader $(JUPYTER_ARGS)
+
+grade: setup  ## learner: grade your working copy, e.g. make grade STEP=step1_data
+	$(PY) -m course.nbgrader.grade $(STEP)
+
+bench-grading: setup  ## timings: release of one step, autograde of one submission (STEP=...)
+	$(PY) -m benchmarks.nbgrader_pipeline $(STEP)
+
+lab: setup  ## learner: JupyterLab here; open stepN_*/tutorial.ipynb
+	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS)
+
+clean:  ## remove the build directory (not .venv)
+	rm -rf build

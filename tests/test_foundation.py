@@ -1,0 +1,204 @@
+"""Issue 3: tokenizer, chat template, embedded model, generators, splits and clear errors."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from course.build import make_data
+from course.build.stories import generate_stories, make_names
+from course.build.tokenizer import ENDOFTEXT, IM_END, IM_START, PAD
+from course.data import DataFormatError, iter_jsonl, load_split, tokenize_for_sft, validate_file
+from course.evaluate import chat_prompt, exact_match, generate
+from course.models import ModelNotAvailableError, count_parameters, load_base_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_base_model(device="cpu")
+
+
+# --- tokenizer and chat template -----------------------------------------------------------------
+def test_special_tokens_are_single_distinct_ids(tok):
+    ids = [tok.convert_tokens_to_ids(t) for t in (ENDOFTEXT, IM_START, IM_END, PAD)]
+    assert ids == [0, 1, 2, 3]
+    assert tok.eos_token == IM_END and tok.pad_token == PAD
+    assert tok.pad_token_id != tok.eos_token_id, "pad == EOS would mask the end token"
+    assert tok("<|im_start|>user\nHi<|im_end|>", add_special_tokens=False).input_ids[0] == 1
+    assert 3500 <= len(tok) <= 4200
+
+
+def test_round_trip_on_stories_and_unseen_names(tok):
+    _, heldout = make_data.name_pools()
+    for _, story in generate_stories(50, heldout, seed=7):
+        assert tok.decode(tok(story, add_special_tokens=False).input_ids) == story
+    text = "Ünïcode & emoji 🙂 survive byte-level BPE.\n\n  Twice."
+    assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
+
+
+def test_chat_template_matches_hand_built_chatml(tok):
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Who?\n\nA story."},
+                {"role": "assistant", "content": "Tom."},
+                {"role": "user", "content": "Where?"},
+                {"role": "assistant", "content": "Home."}]
+    expected = ("<|im_start|>system\nBe brief.<|im_end|>\n"
+                "<|im_start|>user\nWho?\n\nA story.<|im_end|>\n"
+                "<|im_start|>assistant\nTom.<|im_end|>\n"
+                "<|im_start|>user\nWhere?<|im_end|>\n"
+                "<|im_start|>assistant\nHome.<|im_end|>\n")
+    assert tok.apply_chat_template(messages, tokenize=False) == expected
+    prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>user\nWho?\n\nA story.<|im_end|>\n<|im_start|>assistant\n")
+
+    enc = tokenize_for_sft(messages, tok)
+    trained = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100]
+    # the assistant's words AND its end token, for both turns; nothing else
+    assert tok.decode(trained) == "Tom.<|im_end|>Home.<|im_end|>"
+    assert enc["input_ids"] == tok(expected, add_special_tokens=False).input_ids
+    assert enc["labels"][-1] == -100  # the newline after <|im_end|> is template, not answer
+
+
+# --- embedded model ---------------------------------------------------------------------------
+def test_embedded_model_loads_offline_and_is_small(model, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert 1_000_000 <= count_parameters(model) <= 3_000_000
+
+
+def test_greedy_generation_is_deterministic(model, tok):
+    prompts = ["Once upon a time, there was a little girl named Quellin.", "One day, Tosk"]
+    a = generate(model, tok, prompts, max_new_tokens=20, stop_at_end_token=False)
+    b = generate(model, tok, prompts, max_new_tokens=20, stop_at_end_token=False)
+    assert a == b and all(a)
+
+
+def test_left_padded_batch_equals_one_by_one(model, tok):
+    prompts = ["Short one.", "A much longer prompt about a boy named Dravo who went to the park."]
+    batched = generate(model, tok, prompts, max_new_tokens=12, stop_at_end_token=False)
+    single = [generate(model, tok, [p], max_new_tokens=12, stop_at_end_token=False)[0]
+              for p in prompts]
+    assert batched == single
+
+
+def test_exact_match_needs_the_answer_and_the_stop(model, tok):
+    test = load_split("test").select(range(8))
+    em = exact_match(model, tok, test, progress=False, max_new_tokens=8)
+    assert 0.0 <= em.score <= 1.0 and len(em.predictions) == 8
+    assert set(em.per_task) <= set(make_data.TASKS)
+
+
+# --- generators and splits ----------------------------------------------------------------------
+def test_names_are_generated_and_many():
+    names = make_names(5000, seed=1)
+    assert len(set(names)) == 5000 and all(re.fullmatch(r"[A-Z][a-z]+", n) for n in names)
+    assert make_names(50, seed=1) == names[:50]
+    seen, heldout = make_data.name_pools()
+    assert len(heldout) >= 1000 and not set(seen) & set(heldout)
+
+
+def test_generators_are_deterministic():
+    a, b = make_data.build_all(), make_data.build_all()
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    docs = make_data.pretraining_documents(20, make_data.name_pools()[0], 3, 0.5)
+    assert docs == make_data.pretraining_documents(20, make_data.name_pools()[0], 3, 0.5)
+
+
+def test_committed_data_is_byte_identical_to_a_fresh_build():
+    assert make_data.check() == [], "run `make data` and commit"
+
+
+def test_test_split_names_and_stories_never_occur_in_training():
+    seen, heldout = make_data.name_pools()
+    heldout = set(heldout)
+    name_re = re.compile(r"\b[A-Z][a-z]+\b")
+
+    def names_in(split):
+        return {n for r in load_split(split) for m in r["messages"]
+                for n in name_re.findall(m["content"])}
+
+    test_names = names_in("test") & (set(seen) | heldout)
+    assert test_names and test_names <= heldout
+    assert not names_in("train") & heldout and not names_in("validation") & heldout
+    stories = lambda s: {m["content"].split("\n\n", 1)[-1] for r in load_split(s)  # noqa: E731
+                         for m in r["messages"] if m["role"] == "user"}
+    assert not stories("test") & stories("train")
+    docs = make_data.pretraining_documents(2000, seen, make_data.SEED, 0.7)
+    assert not {n for d in docs for n in name_re.findall(d)} & heldout
+
+
+def test_task_types_shapes_system_prompts_and_multi_turn():
+    train = load_split("train")
+    assert len(set(train["task"])) >= 6
+    msgs = train["messages"]
+    assert any(m[0]["role"] == "system" for m in msgs)
+    assert any(sum(t["role"] == "assistant" for t in m) > 1 for m in msgs)
+    for shape in ("alpaca", "sharegpt", "messages"):
+        assert validate_file(make_data.DATA_DIR / f"train.{shape}.jsonl") == shape
+    dirty = list(iter_jsonl(make_data.DATA_DIR / "dirty.jsonl"))
+    defects = {r["defect"] for r in dirty}
+    assert {"empty_content", "non_string_content", "wrong_role_order", "too_long",
+            "duplicate", None} <= defects
+
+
+# --- clear errors -----------------------------------------------------------------------------
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n{"messages": [}\n')
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: invalid JSON"):
+        list(iter_jsonl(bad))
+    bad.write_text('{"instruction": "q", "input": ""}\n')
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:1: missing field 'output'"):
+        validate_file(bad)
+    bad.write_text('{"conversations": [{"from": "human"}]}\n')
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:1: .*turn 0 is missing field 'value'"):
+        validate_file(bad)
+
+
+def test_unknown_model_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_MODEL", "no-such-org/no-such-model")
+    with pytest.raises(ModelNotAvailableError, match="unset COURSE_MODEL"):
+        load_tokenizer()
+    with pytest.raises(ModelNotAvailableError, match="huggingface-cli download"):
+        load_base_model()
+
+
+def test_failed_regeneration_leaves_old_files_untouched(tmp_path, monkeypatch):
+    make_data.write_all(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = {"n": 0}
+    real = make_data.dump_jsonl
+
+    def flaky(records, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        real(records, path)
+
+    monkeypatch.setattr(make_data, "dump_jsonl", flaky)
+    monkeypatch.setattr(make_data, "SIZES", {"train": 30, "validation": 5, "test": 5})
+    with pytest.raises(OSError, match="disk full"):
+        make_data.write_all(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_pretraining_is_deterministic_from_its_seed(tmp_path):
+    from course.build.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=4, n_docs=300, batch_size=4, context=32, hidden=32,
+                         intermediate=64, heads=2, kv_heads=1, layers=1)
+    a = pretrain(cfg, tmp_path / "a", "cpu")
+    b = pretrain(cfg, tmp_path / "b", "cpu")
+    assert a["final_train_loss"] == b["final_train_loss"]
+    sa = load_file(tmp_path / "a" / "model.safetensors")
+    sb = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
