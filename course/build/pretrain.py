@@ -28,7 +28,7 @@ from course.models import EMBEDDED_MODEL_DIR, count_parameters
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1200          # optimizer steps
+    steps: int = 1500          # optimizer steps
     batch_size: int = 32       # documents per step
     context: int = 256         # longest document kept (longer ones are cut)
     lr: float = 3e-3           # peak AdamW learning rate (tiny models tolerate large ones)
@@ -39,7 +39,7 @@ class PretrainConfig:
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 384
-    qa_fraction: float = 0.7   # share of stories followed by plain-text Q/A (reading practice)
+    qa_fraction: float = 0.8   # share of stories followed by plain-text Q/A (reading practice)
     n_docs: int = 60000
     seed: int = SEED
     threads: int = 0           # torch CPU threads (0 = torch's default)

@@ -23,8 +23,20 @@ COURSE_ID = "sft-course"
 BUILD_DIR = REPO_ROOT / "build"
 NOTEBOOK = "tutorial"                     # every step has one notebook: <step>/tutorial.ipynb
 NOTEBOOK_SOURCE = "tutorial.py"           # its percent-format source (instructor only)
-NEVER_RELEASED = [NOTEBOOK_SOURCE, "__pycache__", ".ipynb_checkpoints", "*.pyc", "feedback"]
+HIDDEN_CHECKS = "hidden_checks.py"        # hidden tests' bodies, loaded from solutions/ at grading time
+NEVER_RELEASED = [NOTEBOOK_SOURCE, HIDDEN_CHECKS, "__pycache__", ".ipynb_checkpoints", "*.pyc",
+                  "feedback"]
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
+
+# Earlier steps' answers that a later step builds on (steps are independent: a learner may start
+# at step 3 without having finished step 2). `make release` writes each as a reference copy,
+# solutions kept and markers removed, into solutions/<step>/ and so into the learner's release:
+#     step -> {copy name: (earlier step, its exercise module)}
+PREVIOUS_STEPS: dict[str, dict[str, tuple[str, str]]] = {
+    "step3_sft": {"masking_reference.py": ("step2_masking", "masking_exercise.py")},
+    "step4_lora": {"masking_reference.py": ("step2_masking", "masking_exercise.py"),
+                   "sft_reference.py": ("step3_sft", "sft_exercise.py")},
+}
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
@@ -45,7 +57,7 @@ def released_steps() -> list[str]:
 def exercise_modules(step: str) -> list[str]:
     """The `.py` files learners edit and submit for a step (never overwritten by autograde)."""
     folder = solutions_dir() / step
-    return sorted(p.name for p in folder.glob("*.py") if p.name != NOTEBOOK_SOURCE)
+    return sorted(p.name for p in folder.glob("*_exercise.py"))
 
 
 def nbgrader_env() -> dict[str, str]:
