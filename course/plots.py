@@ -53,3 +53,37 @@ def drop_reasons(counts: Mapping[str, int], total: int, title: str = "Why sample
     ax.set_xlim(0, max(values + [1]) * 1.2)
     fig.tight_layout()
     return fig
+
+
+def masking_ablation(res: Mapping, title: str = "What the labels teach") -> Figure:
+    """Step 2's experiment (course.experiments.masking_ablation): held-out exact match, answer
+    loss and stop rate per label variant (bars), and each variant's training loss (curves)."""
+    results = res["results"]
+    names = [n for n in results if n != "base"]
+    labels = {n: res.get("variants", {}).get(n, n) for n in names}
+    colors = dict(zip(names, ("tab:green", "tab:orange", "tab:red", "tab:purple")))
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    panels = [("exact_match", "held-out exact match", True),
+              ("answer_loss", "answer-token loss (lower is better)", False),
+              ("stop_rate", "stop rate (<|im_end|> emitted)", True)]
+    for ax, (key, name, share) in zip(axes, panels):
+        values = [results[n][key] for n in names]
+        ax.bar(range(len(names)), values, color=[colors[n] for n in names])
+        if "base" in results:
+            ax.axhline(results["base"][key], color="gray", linestyle=":", label="base model")
+        for x, v in enumerate(values):
+            ax.text(x, v, f"{v:.0%}" if share else f"{v:.2f}", ha="center", va="bottom",
+                    fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        if share:
+            ax.set_ylim(0, 1.08)
+    axes[0].legend(fontsize=7, loc="upper right")
+    for n in names:
+        axes[3].plot(results[n]["train_loss"], color=colors[n], label=labels[n])
+    axes[3].set_xlabel("step")
+    axes[3].set_title("training loss (over each variant's own labels)", fontsize=9)
+    axes[3].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
