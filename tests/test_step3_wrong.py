@@ -91,3 +91,57 @@ def test_wrong_implementation_fails_the_checks_it_names(ref, checks, wrong):
     failed = failures(submitted(wrong_module(STEP, MODULE, wrong)), ref, checks, expected)
     assert set(failed) == set(expected), \
         f"{wrong.name}: expected to fail {expected}, failed only {sorted(failed)}"
+
+
+# --- visible checks: each classic mistake gets its own diagnosis -----------------------------------
+@pytest.fixture(scope="module")
+def visible(ref):
+    """grade_id -> a call of its visible check (course/checks/step3_sft.py) on a module."""
+    from course.checks import step3_sft as vc
+    from course.data import load_split
+    from course.models import load_base_model, load_tokenizer
+
+    tok = load_tokenizer()
+    model = load_base_model(device="cpu")
+    examples = ref.tokenize_split(load_split("validation").select(range(60)), tok, 256)
+    return {
+        "total_steps": lambda ex: vc.check_total_steps(ex),
+        "param_groups": lambda ex: vc.check_param_groups(ex, model),
+        "lr_lambda": lambda ex: vc.check_lr_lambda(ex),
+        "train_step": lambda ex: vc.check_train_step(ex, model, examples, tok),
+        "evaluate": lambda ex: vc.check_evaluate(ex, model, examples, tok),
+        "early_stopping": lambda ex: vc.check_early_stopping(ex),
+        "save_checkpoint": lambda ex: vc.check_save_checkpoint(ex, model),
+        "load_checkpoint": lambda ex: vc.check_load_checkpoint(ex, model),
+    }
+
+
+def _expected_message(path):
+    import ast
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "EXPECT_MESSAGE":
+            return ast.literal_eval(node.value)
+    return None
+
+
+def test_reference_passes_every_visible_check(visible):
+    module = submitted(reference_module(STEP, MODULE))
+    for name, check in visible.items():
+        check(module)
+
+
+CLASSIC_FILES = sorted(FOLDER.glob("*.py"))
+
+
+@pytest.mark.parametrize("wrong", CLASSIC_FILES, ids=[w.name for w in CLASSIC_FILES])
+def test_visible_check_names_the_classic_mistake(visible, wrong):
+    from course.grading import CheckFailed
+
+    names = [e for e in expected_losses(wrong) if not e.endswith("_hidden")]
+    message = _expected_message(wrong)
+    assert bool(names) == bool(message), f"{wrong.name}: EXPECT_MESSAGE goes with a visible check"
+    module = submitted(wrong_module(STEP, MODULE, wrong))
+    for name in names:
+        with pytest.raises(CheckFailed) as err:
+            visible[name](module)
+        assert message in str(err.value), str(err.value)
