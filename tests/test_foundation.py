@@ -128,8 +128,9 @@ def test_test_split_names_and_stories_never_occur_in_training():
     test_names = names_in("test") & (set(seen) | heldout)
     assert test_names and test_names <= heldout
     assert not names_in("train") & heldout and not names_in("validation") & heldout
-    stories = lambda s: {m["content"].split("\n\n", 1)[-1] for r in load_split(s)  # noqa: E731
-                         for m in r["messages"] if m["role"] == "user"}
+    # a user turn that carries a story is "question\n\nstory"; follow-up turns are bare questions
+    stories = lambda s: {m["content"].split("\n\n", 1)[1] for r in load_split(s)  # noqa: E731
+                         for m in r["messages"] if m["role"] == "user" and "\n\n" in m["content"]}
     assert not stories("test") & stories("train")
     docs = make_data.pretraining_documents(2000, seen, make_data.SEED, 0.7)
     assert not {n for d in docs for n in name_re.findall(d)} & heldout
