@@ -87,3 +87,82 @@ def masking_ablation(res: Mapping, title: str = "What the labels teach") -> Figu
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- step 4: full fine-tuning vs LoRA --------------------------------------------------------------
+def loss_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
+                title: str = "Training and validation loss") -> Figure:
+    """One colour per run: the training loss per step (thin, smoothed over 5 steps) and the
+    validation loss (markers). `curves`: {run name: {"train": [(step, loss)], "val": [...]}}."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for i, (name, curve) in enumerate(curves.items()):
+        color = f"C{i}"
+        train = list(curve.get("train", []))
+        if train:
+            steps, losses = zip(*train)
+            k = min(5, len(losses))
+            smooth = [sum(losses[max(0, j - k + 1):j + 1]) / len(losses[max(0, j - k + 1):j + 1])
+                      for j in range(len(losses))]
+            ax.plot(steps, smooth, color=color, alpha=0.6, linewidth=1, label=f"{name}: train")
+        val = list(curve.get("val", []))
+        if val:
+            steps, losses = zip(*val)
+            ax.plot(steps, losses, color=color, marker="o", linewidth=2,
+                    label=f"{name}: validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy per answer token")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def rank_sweep(ranks: Sequence[int], trainable: Sequence[int], exact_match: Sequence[float],
+               val_loss: Sequence[float], full: tuple[int, float, float] | None = None,
+               title: str = "LoRA rank sweep: quality vs trainable parameters") -> Figure:
+    """Exact match (left) and final validation loss (right) against trainable parameters (log
+    scale), each point labelled with its rank; `full` = (trainable, exact match, val loss) of
+    full fine-tuning, drawn as a star and a dashed line."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, values, label, j in ((axes[0], exact_match, "held-out exact match", 1),
+                                 (axes[1], val_loss, "final validation loss", 2)):
+        ax.plot(trainable, values, marker="o", color="tab:orange", label="LoRA")
+        for r, x, y in zip(ranks, trainable, values):
+            ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(3, 5), fontsize=8)
+        if full is not None:
+            ax.scatter([full[0]], [full[j]], marker="*", s=140, color="tab:blue",
+                       label="full fine-tuning", zorder=3)
+            ax.axhline(full[j], color="tab:blue", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log scale)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    axes[0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def cost_bars(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
+              title: str = "What each run costs") -> Figure:
+    """One small bar chart per metric ({"trainable parameters": [per run], ...}), runs side by
+    side, each bar labelled with its ratio to the first run."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.3 * len(metrics) + 0.5, 3.0))
+    axes = [axes] if len(metrics) == 1 else list(axes)
+    for ax, (metric, values) in zip(axes, metrics.items()):
+        bars = ax.bar(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
+        for bar, v in zip(bars, values):
+            ratio = v / values[0] if values[0] else float("nan")
+            ax.text(bar.get_x() + bar.get_width() / 2, v, f"{ratio:.2g}x", ha="center",
+                    va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+        ax.set_title(metric, fontsize=9)
+        ax.set_ylim(0, max(values + [0]) * 1.2 or 1)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.4g}"))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- step 3: the training loop -------------------------------------------------------------------
