@@ -103,7 +103,7 @@ def training_batches(tokenizer, budget: Budget, train=None) -> list[list[dict]]:
     return [examples[i:i + budget.batch_size] for i in range(0, need, budget.batch_size)]
 
 
-def train(model, tokenizer, batches: list[list[dict]], variant: str, budget: Budget,
+def fine_tune(model, tokenizer, batches: list[list[dict]], variant: str, budget: Budget,
           progress: bool = True) -> list[float]:
     """Fine-tune `model` in place on `batches` with the variant's labels; the loss per step."""
     end_id = tokenizer.convert_tokens_to_ids(IM_END)
@@ -199,7 +199,7 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
         start = time.monotonic()
         seed_everything(budget.seed)
         base.load_state_dict(state)
-        losses = train(base, tokenizer, batches, variant, budget, progress)
+        losses = fine_tune(base, tokenizer, batches, variant, budget, progress)
         train_s = time.monotonic() - start
         results[variant] = {"train_loss": losses, "train_seconds": round(train_s, 1),
                             **evaluate(base, tokenizer, test, budget)}

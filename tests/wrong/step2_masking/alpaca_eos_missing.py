@@ -1,5 +1,5 @@
 """Bug: no EOS after the Alpaca response, so the model never learns where a response ends."""
-EXPECT_LOSE = ["labels_for_alpaca_hidden"]
+EXPECT_LOSE = ["labels_for_alpaca", "labels_for_alpaca_hidden"]
 EXPECT_MESSAGE = "EOS missing"
 
 

@@ -1,6 +1,6 @@
 """Bug: the Alpaca prompt is trained along with the response (labels = input_ids), so the model
 spends its capacity learning to write instructions and stories."""
-EXPECT_LOSE = ["labels_for_alpaca_hidden"]
+EXPECT_LOSE = ["labels_for_alpaca", "labels_for_alpaca_hidden"]
 EXPECT_MESSAGE = "prompt trained"
 
 _reference_labels_for_alpaca = labels_for_alpaca

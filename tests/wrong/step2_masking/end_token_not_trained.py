@@ -1,6 +1,6 @@
 """Bug: `<|im_end|>` after an answer is masked, so the model never learns to stop and rambles
 on at generation time (the training loss looks perfectly healthy)."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "end token not trained"
 
 

@@ -1,6 +1,6 @@
 """Bug: the mask starts one token early, so the newline of `<|im_start|>assistant\n` is trained:
 the model is taught to write template text that the template already wrote."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "starts one token early"
 
 

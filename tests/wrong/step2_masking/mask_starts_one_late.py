@@ -1,6 +1,6 @@
 """Bug: the mask starts one token late, so the first token of every answer is never trained
 (the model never learns how an answer begins)."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "starts one token late"
 
 

@@ -1,6 +1,6 @@
 """Bug: a conversation without an assistant turn is accepted and becomes a silently all-masked
 sample."""
-EXPECT_LOSE = ["check_conversation_hidden"]
+EXPECT_LOSE = ["check_conversation", "check_conversation_hidden"]
 EXPECT_MESSAGE = "no assistant turn"
 
 

@@ -1,6 +1,6 @@
 """Bug: only the first assistant turn is trained (the loop stops labelling after one answer),
 so every later answer of a multi-turn conversation is wasted."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "only the first assistant turn"
 
 

@@ -1,6 +1,6 @@
 """Bug: user (and system) contents are trained too, so the model also learns to write
 questions and stories instead of answering them (seed 000's tokenize() did this)."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "user turns trained"
 
 

@@ -1,5 +1,5 @@
 """Bug: last_turn_only is ignored; every assistant turn is trained."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 
 _reference_labels_for_conversation = labels_for_conversation
 

@@ -1,5 +1,5 @@
 """Bug: the mask ends one token late: the template's newline after <|im_end|> is trained."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 
 
 def labels_for_conversation(messages, tokenizer, last_turn_only=False, record_id=None,

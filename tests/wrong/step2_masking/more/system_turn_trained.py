@@ -1,5 +1,5 @@
 """Bug: the system prompt is trained along with the answers (only user turns are masked)."""
-EXPECT_LOSE = ["labels_for_conversation_hidden"]
+EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 
 
 def labels_for_conversation(messages, tokenizer, last_turn_only=False, record_id=None,
