@@ -10,7 +10,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
-        collect formgrader lab clean bench-grading
+        collect formgrader lab clean bench-grading bench-masking
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -40,6 +40,9 @@ base-model: setup  ## pretrain the embedded base model on CPU (~10 min on 2 core
 
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
 	$(PY) -m benchmarks.reference_sft
+
+bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token (JSON + PNG)
+	$(PY) -m course.experiments.masking_ablation
 
 # --- grading with nbgrader (docs/GRADING.md) -----------------------------------------------------
 # Steps of STEPS that have an instructor source in solutions/; the course root is build/course.
