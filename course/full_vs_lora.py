@@ -588,15 +588,18 @@ def _meta(device: torch.device, train: TrainFn) -> dict:
 
 
 # --- results on disk -----------------------------------------------------------------------------
-def figures(result: Comparison) -> dict:
-    """The three figures: {"curves", "ranks", "costs"} -> matplotlib Figure."""
+def figures(result: Comparison, keys: Sequence[str] = ("curves", "ranks", "costs")) -> dict:
+    """The figures named in `keys` ("curves", "ranks" (when there is a sweep), "costs") ->
+    matplotlib Figure."""
     from course import plots
 
     full = next(r for r in result.runs if r.method == "full")
     curves = {r.name: {"train": r.train_loss, "val": r.val_loss} for r in result.runs}
-    figs = {"curves": plots.loss_curves(curves, title="Full fine-tuning vs LoRA: loss "
-                                        f"({result.device}, same batches)")}
-    if result.sweep:
+    figs = {}
+    if "curves" in keys:
+        figs["curves"] = plots.loss_curves(curves, title="Full fine-tuning vs LoRA: loss "
+                                           f"({result.device}, same batches)")
+    if result.sweep and "ranks" in keys:
         sweep = sorted(result.sweep, key=lambda r: r.r)
         figs["ranks"] = plots.rank_sweep(
             [r.r for r in sweep], [r.trainable for r in sweep],
@@ -604,6 +607,8 @@ def figures(result: Comparison) -> dict:
             full=(full.trainable, full.exact_match or 0.0, full.final_val_loss))
     names = [r.name for r in result.runs]
     mib = 2 ** 20
+    if "costs" not in keys:
+        return figs
     figs["costs"] = plots.cost_bars(names, {
         "trainable parameters": [r.trainable for r in result.runs],
         "optimizer state (MiB)": [r.optimizer_bytes / mib for r in result.runs],

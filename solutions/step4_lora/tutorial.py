@@ -1,0 +1,499 @@
+"""Source of tutorial.ipynb, in percent format (cell markers: see course/nbgrader/source.py).
+
+Edit this file, not the notebook: `make release` rebuilds solutions/step4_lora/tutorial.ipynb
+from it and then the learner version in step4_lora/. Instructor-only: never released.
+"""
+
+# %% [markdown] intro
+# # Step 4 — LoRA: fine-tuning a few million parameters instead of billions
+#
+# Full fine-tuning updates every weight, and pays for it: a gradient and two AdamW moments per
+# parameter, and a full copy of the model per fine-tuned task. LoRA (Hu et al., 2021) freezes
+# the pretrained weights and learns a **low-rank update** beside each chosen linear layer. In
+# this step you write LoRA by hand — the layer, putting it into a model, saving an adapter that
+# 🤗 peft loads, merging it back — and then compare it with full fine-tuning on the same data.
+#
+# **You will**
+# - compute what LoRA saves (parameters and training memory) — the seed's 4096 × 4096 example;
+# - write `LoRALinear`: frozen base, A and B, the scaling alpha / r (and rsLoRA's alpha / √r),
+#   dropout on the LoRA path, `merge()` / `unmerge()`;
+# - inject it into the embedded Qwen2 model by module name, count trainable parameters, save
+#   only the adapter (in peft's format) and merge it into a plain 🤗 transformers model;
+# - run full fine-tuning and LoRA on the same batches and compare quality, memory, checkpoint
+#   size and speed, then sweep the rank.
+#
+# **Time:** 90–120 minutes (the comparison runs about 4 minutes on 2 CPU cores).
+# **You edit:** `lora_exercise.py` (13 TODOs) and one cell below. The notebook reloads the module
+# before every cell: save the file and re-run the cell.
+#
+# **Checks:** each TODO has a check cell (✓ what passed, ✗ the classic mistake it looks like).
+# Hidden tests run when your work is graded (`make grade STEP=step4_lora`). Steps 2 and 3 come in
+# as reference copies (`masking_reference.py`, `sft_reference.py`), so this step works even if
+# you skipped them.
+
+# %% setup
+from course.notebook import setup
+
+setup()  # %autoreload 2, and a short hint instead of a traceback for an unfinished TODO
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import lora_exercise as ex
+import masking_reference
+import sft_reference
+from course import REPO_ROOT
+from course import full_vs_lora
+from course.checks import step4_lora as checks
+from course.models import load_base_model, load_tokenizer
+from course.notebook import Table, is_grading, require
+
+torch.manual_seed(0)
+tokenizer = load_tokenizer()
+model = load_base_model(device="cpu")
+print(f"embedded base model: {sum(p.numel() for p in model.parameters()):,} parameters")
+
+# %% [markdown]
+# ## 1. What LoRA saves: parameters
+#
+# A linear layer holds a weight W of shape (out, in). Full fine-tuning learns a new W, so every
+# one of its out × in entries gets a gradient and optimizer state. LoRA keeps W frozen and learns
+# the update as a product of two thin matrices:
+#
+# $$W' = W + \Delta W = W + \frac{\alpha}{r}\, B A, \qquad A \in \mathbb{R}^{r \times in},\;
+#   B \in \mathbb{R}^{out \times r}$$
+#
+# so only r × (in + out) numbers train. The seed's example: a 4096 × 4096 projection (a 7B
+# model's attention) has **16.8M** weights; with r = 8, A and B hold **65.5K** — 0.39 %, a
+# 256-fold reduction for that layer. The bet behind LoRA: the change fine-tuning makes to a
+# pretrained layer has low *intrinsic rank*, so a rank-8 update captures most of it.
+#
+# **TODO 1** — implement `lora_parameter_count(d_in, d_out, r)` in `lora_exercise.py`.
+
+# %%
+rows = []
+for label, d_in, d_out in (("seed: 4096 x 4096", 4096, 4096),
+                           ("Qwen2.5-0.5B up_proj", 896, 4864),
+                           ("Qwen2.5-7B up_proj", 3584, 18944),
+                           ("embedded model up_proj", 128, 384)):
+    for r in (8, 64):
+        full, lora = ex.lora_parameter_count(d_in, d_out, r)
+        rows.append([label, r, f"{full:,}", f"{lora:,}", f"{lora / full:.2%}"])
+Table(rows, ["layer", "r", "full", "LoRA", "LoRA / full"], width=24)
+
+# %% test lora_parameter_count points=1
+checks.check_lora_parameter_count(ex)
+
+# %% test lora_parameter_count_hidden points=1
+# Hidden tests for lora_parameter_count run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").lora_parameter_count_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. What LoRA saves: memory
+#
+# Training memory has four parts. With AdamW in mixed precision (bf16 weights and gradients, an
+# fp32 master copy and two fp32 moments per *trainable* parameter):
+#
+# | part | bytes | full fine-tuning | LoRA |
+# |---|---|---|---|
+# | weights | 2 per parameter | all | all (frozen, still needed for the forward pass) |
+# | gradients | 2 per trainable parameter | all | A and B only |
+# | optimizer (+ master copy) | 12 per trainable parameter | all | A and B only |
+# | activations | batch × length × model size | same | about the same |
+#
+# Full fine-tuning of a 7B model needs 16 bytes × 7B = **112 GB** before activations; LoRA needs
+# the 14 GB of bf16 weights plus a little. Activations do *not* shrink: gradients must still flow
+# back through every frozen layer to reach the adapters below it (gradient checkpointing is the
+# tool for those).
+#
+# **TODO 2** — implement `estimate_training_memory(n_params, n_trainable, precision,
+# activation_bytes)`.
+
+# %%
+seven_b, lora_7b = 7_615_616_512, 40_370_176  # Qwen2.5-7B; LoRA r=16 on every linear layer
+rows = []
+for name, trainable in (("full fine-tuning", seven_b), ("LoRA r=16, all-linear", lora_7b)):
+    mem = ex.estimate_training_memory(seven_b + (trainable if trainable != seven_b else 0),
+                                      trainable, "mixed")
+    rows.append([name, f"{trainable:,}"] + [f"{mem[k] / 1e9:.1f} GB" for k in
+                                            ("weights", "grads", "optimizer", "total")])
+Table(rows, ["Qwen2.5-7B", "trainable", "weights", "grads", "optimizer", "total"], width=22)
+
+# %% test estimate_training_memory points=1
+checks.check_estimate_training_memory(ex)
+
+# %% test estimate_training_memory_hidden points=1
+# Hidden tests for estimate_training_memory run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").estimate_training_memory_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. The LoRA layer
+#
+# `LoRALinear(base, r, alpha)` wraps a frozen `nn.Linear` and adds a trainable path:
+#
+# ```
+# y = base_layer(x) + lora_B(lora_A(lora_dropout(x))) * scaling
+# ```
+#
+# - **r** (rank) sets the update's capacity and its size: r × (in + out) parameters.
+# - **alpha** sets its strength: scaling = alpha / r. Keeping alpha / r fixed (alpha = 2r is the
+#   common recipe; the seed's LLaMA-Factory run uses r = 64, alpha = 128) lets you change r
+#   without retuning the learning rate much.
+# - **Why B = 0:** at initialisation B A = 0, so the adapted model *is* the pretrained model —
+#   training starts from what the model knows, not from a random perturbation. A must not be
+#   zero as well: B's gradient is (output gradient) × (A x), which is zero when A is, and A's
+#   gradient goes through B — with both zero nothing ever moves. peft starts A like `nn.Linear`'s
+#   own weights (Kaiming-uniform); the seed draws it from a Gaussian with std 1/r (`init`).
+# - **rsLoRA** (rank-stabilised LoRA, Kalajdzievski 2023): with alpha / r the update shrinks as r
+#   grows, so large ranks learn slowly; scaling by alpha / √r keeps its size steady.
+# - **Dropout** regularises the adapter only: it is applied to the LoRA path's input; the frozen
+#   base path never sees it.
+#
+# Names follow peft (`base_layer`, `lora_A`, `lora_B`, `lora_dropout`, `scaling`), so adapters
+# you save load into peft unchanged.
+#
+# **TODO 3** — `LoRALinear.__init__`. **TODO 4** — `LoRALinear.forward`.
+
+# %%
+layer = ex.LoRALinear(nn.Linear(4096, 4096), r=8, alpha=16)
+print(layer)
+trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+print(f"trainable {trainable:,} of {sum(p.numel() for p in layer.parameters()):,}")
+
+# %% test lora_linear_init points=1
+checks.check_lora_linear_init(ex)
+
+# %% test lora_linear_init_hidden points=2
+# Hidden tests for LoRALinear.__init__ run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").lora_linear_init_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %%
+x = torch.randn(2, 3, 4096)
+with torch.no_grad():
+    same = torch.equal(layer(x), layer.base_layer(x))
+print("at init the LoRA layer equals its base layer:", same)
+
+# %% test lora_linear_forward points=1
+checks.check_lora_linear_forward(ex)
+
+# %% test lora_linear_forward_hidden points=2
+# Hidden tests for LoRALinear.forward run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").lora_linear_forward_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Merging: no extra cost at inference
+#
+# After training, B A × scaling is just a matrix of W's shape. Adding it into W (`merge()`)
+# leaves one matmul per layer — the merged model is exactly as fast as the base model — and
+# subtracting it again (`unmerge()`) gives the base back, for example to switch adapters.
+# Merging twice must never add the update twice.
+#
+# **TODO 5** — `get_delta_weight()`. **TODO 6** — `merge()`. **TODO 7** — `unmerge()`.
+
+# %% test get_delta_weight points=1
+checks.check_get_delta_weight(ex)
+
+# %% test get_delta_weight_hidden points=1
+# Hidden tests for get_delta_weight run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").get_delta_weight_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% test merge points=1
+checks.check_merge(ex)
+
+# %% test merge_hidden points=2
+# Hidden tests for merge run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").merge_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% test unmerge points=1
+checks.check_unmerge(ex)
+
+# %% test unmerge_hidden points=1
+# Hidden tests for unmerge run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").unmerge_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. LoRA in a model
+#
+# peft chooses layers by **name**: a target matches a module whose name equals it or ends with
+# "." + target — `"q_proj"` matches `model.layers.0.self_attn.q_proj`, but `"proj"` matches
+# nothing and `"layers.1.mlp"` does not match `layers.10.mlp`. `"all-linear"` takes every
+# linear layer except the output head (the QLoRA recipe; the seed's `lora_target: all`). The
+# original LoRA paper adapted only `q_proj` and `v_proj`.
+#
+# **TODO 8** — `matches_target`. **TODO 9** — `find_target_modules`.
+
+# %%
+for name, _ in list(model.named_modules())[:12]:
+    print(f"{name:40s} q_proj: {ex.matches_target(name, ['q_proj'])}")
+
+# %% test matches_target points=1
+checks.check_matches_target(ex)
+
+# %% test matches_target_hidden points=1
+# Hidden tests for matches_target run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").matches_target_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% test find_target_modules points=1
+checks.check_find_target_modules(ex)
+
+# %% test find_target_modules_hidden points=2
+# Hidden tests for find_target_modules run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").find_target_modules_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **TODO 10** — `inject_lora(model, targets, r, alpha, ...)`: freeze the whole model, then
+# replace each target by a `LoRALinear` in place. **TODO 11** — `count_parameters(model)`:
+# (trainable, total), with the tied input/output embedding counted once (as peft does).
+
+# %% test inject_lora points=1
+checks.check_inject_lora(ex)
+
+# %% test inject_lora_hidden points=2
+# Hidden tests for inject_lora run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").inject_lora_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% test count_parameters points=1
+checks.check_count_parameters(ex)
+
+# %% test count_parameters_hidden points=1
+# Hidden tests for count_parameters run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").count_parameters_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# On the embedded model: how much trains for each choice of targets? (In a model this small the
+# embedding matrix is a large share of all parameters; in a 7B model it is about 7 %.)
+
+# %%
+rows = []
+for targets in (["q_proj", "v_proj"], "all-linear"):
+    for r in (8, 64):
+        adapted = ex.inject_lora(load_base_model(device="cpu"), targets, r=r, alpha=2 * r)
+        n_trainable, n_total = ex.count_parameters(adapted)
+        rows.append([str(targets), r, f"{n_trainable:,}", f"{n_total:,}",
+                     f"{n_trainable / n_total:.2%}"])
+Table(rows, ["targets", "r", "trainable", "total", "share"], width=24)
+
+# %% [markdown]
+# ## 5. Save only the adapter, load it with peft, merge it away
+#
+# An adapter is A and B of every LoRA layer — kilobytes to megabytes, not a model copy. peft
+# stores it as `adapter_config.json` + `adapter_model.safetensors`, with keys like
+# `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`. Match that format and
+# `PeftModel.from_pretrained(base, folder)` loads your adapter unchanged.
+#
+# **TODO 12** — `adapter_state_dict(model)`. **TODO 13** — `merge_and_unload(model)`: merge every
+# LoRA layer and put its base layer back, leaving a plain model that `save_pretrained` writes and
+# `from_pretrained` reads without peft.
+
+# %% test adapter_state_dict points=1
+checks.check_adapter_state_dict(ex)
+
+# %% test adapter_state_dict_hidden points=1
+# Hidden tests for adapter_state_dict run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").adapter_state_dict_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% test merge_and_unload points=1
+checks.check_merge_and_unload(ex)
+
+# %% test merge_and_unload_hidden points=2
+# Hidden tests for merge_and_unload run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+load_reference("step4_lora", "hidden_checks").merge_and_unload_hidden(
+    ex, load_reference("step4_lora", "lora_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The library way, side by side: save your adapter, load it with peft into a fresh base model,
+# and compare outputs; then merge and reload as a plain 🤗 model.
+
+# %%
+from transformers import AutoModelForCausalLM
+
+ids = torch.tensor([tokenizer("Once upon a time, there was a little girl.")["input_ids"]])
+ours = ex.inject_lora(load_base_model(device="cpu"), "all-linear", r=8, alpha=16)
+with torch.no_grad():  # pretend it was trained: a non-zero B everywhere
+    for name, p in ours.named_parameters():
+        if "lora_B" in name:
+            p.normal_(std=0.02)
+    expected = ours(ids).logits
+with tempfile.TemporaryDirectory() as tmp:
+    ex.save_adapter(ours, f"{tmp}/adapter")
+    print({p.name: f"{p.stat().st_size:,} bytes" for p in Path(f"{tmp}/adapter").iterdir()})
+    try:
+        from peft import PeftModel
+        peft_model = PeftModel.from_pretrained(load_base_model(device="cpu"), f"{tmp}/adapter")
+        with torch.no_grad():
+            print("peft loads our adapter, max |difference|:",
+                  (peft_model(ids).logits - expected).abs().max().item())
+    except ImportError:
+        print("peft is not installed; skipping the library check")
+    ex.merge_and_unload(ours).save_pretrained(f"{tmp}/merged")
+    plain = AutoModelForCausalLM.from_pretrained(f"{tmp}/merged")
+    with torch.no_grad():
+        print("merged model reloaded without peft, max |difference|:",
+              (plain(ids).logits - expected).abs().max().item())
+
+# %% [markdown]
+# ## 6. LoRA wants a higher learning rate
+#
+# Full fine-tuning of a pretrained 0.5B–7B model uses small learning rates (1e-5 to 2e-5): a
+# larger step overwrites what the model knew. LoRA's update starts at zero and lives in a small
+# subspace, so it needs — and tolerates — about ten times more: the seed's recipe (004) trains
+# r = 64, alpha = 128 at **1e-4**. The embedded model is tiny and far from the answers' format,
+# so both are larger here: full fine-tuning uses 2e-3 (step 3).
+#
+# **Your call** — set `LORA_LR`, the learning rate of the LoRA runs below.
+
+# %%
+FULL_LR = 2e-3
+print(f"full fine-tuning learning rate: {FULL_LR:g}")
+
+# %% solution choose_lora_lr
+LORA_LR = None
+# TODO: set LORA_LR (a float) for LoRA with alpha = 2r on the embedded model.
+### BEGIN SOLUTION
+LORA_LR = 5 * FULL_LR  # LoRA: several times full fine-tuning's rate
+### END SOLUTION
+
+# %% test lora_lr points=1
+lr = require(LORA_LR, "LORA_LR", "Your call: set LORA_LR")
+if not isinstance(lr, float) or not 2 * FULL_LR <= lr <= 30 * FULL_LR:
+    from course.grading import fail
+    fail(f"LORA_LR is a float, 2 to 30 times FULL_LR = {FULL_LR:g}",
+         mistake="LoRA trained at full fine-tuning's rate (or lower) barely moves in a short run; "
+                 "far above, it diverges", got=lr)
+print(f"\N{CHECK MARK} LORA_LR = {lr:g}, {lr / FULL_LR:g} x full fine-tuning's")
+
+# %% [markdown]
+# ## 7. Full fine-tuning vs LoRA, on the same batches
+#
+# `course.full_vs_lora.compare` runs both with **your** `inject_lora`, `save_adapter` and
+# `merge_and_unload`, step 2's labels and collator and step 3's training loop: the same
+# conversations in the same order, the same number of steps, each with its own learning rate;
+# then LoRA again at r = 1 … 32. It reports held-out exact match, the loss curves, trainable
+# parameters, optimizer state and checkpoint size, training memory (weights + gradients +
+# optimizer state + the activations autograd keeps, counted tensor by tensor; on a GPU also
+# `torch.cuda.max_memory_allocated`) and the median step time. It picks the GPU when there is
+# one. About 4 minutes on 2 CPU cores; while your work is graded, the committed results are
+# shown instead.
+
+# %%
+config = full_vs_lora.default_config(lora_lr=require(LORA_LR, "LORA_LR", "Your call: set LORA_LR"),
+                                     full_lr=FULL_LR)
+committed = REPO_ROOT / "benchmarks" / "results" / "full_vs_lora_cpu.json"
+if is_grading():
+    result = full_vs_lora.load(committed)
+else:
+    result = full_vs_lora.compare(ex, masking_reference, sft_reference, config)
+print(result.table())
+
+# %%
+fig = full_vs_lora.figures(result, ["curves"])["curves"]
+
+# %% [markdown]
+# Read the curves: does LoRA's validation loss follow full fine-tuning's, and how close does it
+# end? Then the costs — LoRA trains a few percent of the parameters, so its optimizer state and
+# checkpoint shrink by the same factor; its memory shrinks less, because the frozen weights and
+# the activations are still there; on a CPU, with a model this small, the step time barely
+# changes (the backward pass still runs through every layer).
+
+# %%
+fig = full_vs_lora.figures(result, ["costs"])["costs"]
+
+# %% [markdown]
+# The rank sweep: quality against trainable parameters (log scale). Where does a higher rank stop
+# paying off on this task?
+
+# %%
+fig = full_vs_lora.figures(result, ["ranks"]).get("ranks")
+
+# %% [markdown]
+# ### On a GPU
+#
+# The same comparison runs on a GPU when one is present (bf16, a longer budget), and
+# `benchmarks/gpu_lora_efficiency.py` measures real Qwen2.5 sizes (0.5B and up, initialised from
+# their configs): peak memory, step time, tokens/s, MFU, and the largest model each method can
+# train on the card. Results measured on a GPU are committed under `benchmarks/results/`:
+
+# %%
+gpu = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/gpu_lora_efficiency_cuda*.json"))
+gpu += sorted((REPO_ROOT / "benchmarks" / "results").glob("full_vs_lora_cuda.json"))
+if not gpu:
+    print("No GPU results are committed yet (pending a run on a GPU machine).")
+for path in gpu:
+    print(path.relative_to(REPO_ROOT))
+    print(json.dumps(json.loads(path.read_text()).get("device"), indent=1)[:400])
+
+# %% [markdown] checklist
+# ## Checklist
+#
+# - [ ] I can compute LoRA's trainable parameters for a layer (4096 × 4096 at r = 8: 16.8M vs
+#   65.5K) and say why training memory shrinks less than that.
+# - [ ] I can explain what r and alpha do, why B starts at zero (and A does not), and what rsLoRA
+#   changes.
+# - [ ] My `LoRALinear` puts dropout on the LoRA path only, and merging twice never doubles the
+#   update.
+# - [ ] I can choose target modules by name and count the trainable parameters as peft does.
+# - [ ] My adapter loads with `PeftModel.from_pretrained`, and my merged model with plain
+#   `from_pretrained`.
+# - [ ] I can read the full vs LoRA comparison: quality, memory, checkpoint size, step time, and
+#   the rank sweep — and say why LoRA uses a higher learning rate.
+#
+# **Grade yourself:** `make grade STEP=step4_lora`. **Compare** with the answer key:
+# [solutions/step4_lora/lora_exercise.py](../solutions/step4_lora/lora_exercise.py) and
+# [solutions/step4_lora/tutorial.ipynb](../solutions/step4_lora/tutorial.ipynb).
+#
+# This is the last step. **Back to** [Step 3 — the training loop](../step3_sft/tutorial.ipynb).
