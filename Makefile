@@ -49,7 +49,7 @@ bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end 
 RELEASED = $(foreach s,$(STEPS),$(if $(wildcard solutions/$(s)/tutorial.*),$(s)))
 STEP ?= step1_data
 FROM ?= build/inbox/$(STEP)
-JUPYTER_ARGS ?=  # e.g. --allow-root, --port 8890, --no-browser
+JUPYTER_ARGS ?=  # e.g. --port 8890 --no-browser (--allow-root is added when running as root)
 
 release: setup  ## instructor: solutions/ -> nbgrader -> learner stepN_*/ (commit the result)
 	$(PY) -m course.nbgrader.release $(RELEASED)
@@ -63,9 +63,9 @@ autograde: setup  ## instructor: grade all submissions in one batch; table + CSV
 feedback: setup  ## instructor: feedback HTML per submission, hidden tests redacted
 	$(PY) -m course.nbgrader.feedback $(RELEASED)
 
-formgrader: setup  ## instructor: JupyterLab in the course root; open Nbgrader > Formgrader
+formgrader: setup  ## instructor: JupyterLab opening nbgrader's formgrader on build/course
 	@test -f build/course/nbgrader_config.py || $(MAKE) release
-	cd build/course && $(abspath $(VENV))/bin/jupyter lab --ServerApp.default_url=/formgrader $(JUPYTER_ARGS)
+	$(PY) -m course.lab --formgrader $(JUPYTER_ARGS)
 
 grade: setup  ## learner: grade your working copy, e.g. make grade STEP=step1_data
 	$(PY) -m course.nbgrader.grade $(STEP)
@@ -73,8 +73,8 @@ grade: setup  ## learner: grade your working copy, e.g. make grade STEP=step1_da
 bench-grading: setup  ## timings: release of one step, autograde of one submission (STEP=...)
 	$(PY) -m benchmarks.nbgrader_pipeline $(STEP)
 
-lab: setup  ## learner: JupyterLab here; open stepN_*/tutorial.ipynb
-	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS)
+lab: setup  ## JupyterLab on the course (index.ipynb) with nbgrader's Validate and formgrader; prints the URL
+	$(PY) -m course.lab $(JUPYTER_ARGS)
 
 clean:  ## remove the build directory (not .venv)
 	rm -rf build

@@ -357,13 +357,13 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     watched.shot("3-learner-check-passes")
 
     # Validate (nbgrader's toolbar button): TODO 1's test passes, the unfinished ones are listed
-    page.locator(".jp-Toolbar button", has_text="Validate").click()
+    page.locator(".validate-button").click()   # saves the notebook, then validates it
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(timeout=VALIDATE_TIMEOUT)
-    page.locator(".jp-Dialog-header", has_text=re.compile("Validat|Failed|Success")).wait_for(
-        timeout=VALIDATE_TIMEOUT)
+    header = dialog.locator(".jp-Dialog-header").text_content()
     text = dialog.text_content()
     watched.shot("4-learner-validate")
+    assert "Validation Results" in header, text[:2000]  # not "Validation failed" (setup broken)
     assert "check_normalize_record" in text, text[:2000]       # TODO 2 not done: its test fails
     assert "check_alpaca_prompt" not in text, text[:2000]      # TODO 1 done: its test passes
     dialog.locator("button", has_text="OK").first.click()
@@ -380,9 +380,9 @@ def test_instructor_sees_the_graded_submission_in_formgrader(watched):
     row = frame.locator("tr", has_text=STEP).first
     assert "1" in row.text_content()
     frame.locator("a", has_text="Manage Students").first.wait_for(timeout=10_000)
-    row.locator("a").last.click()   # the number of submissions links to the submission list
+    row.locator("a[href*='manage_submissions']").click()  # "# Submissions": the list
     student = frame.locator("tr", has_text=STUDENT).first
     student.wait_for(timeout=30_000)
-    text = re.sub(r"\s+", " ", student.text_content())
-    assert re.search(r"\b2(\.0)? / 16(\.0)?\b", text), text
+    cells = [re.sub(r"\s+", " ", c).strip() for c in student.locator("td").all_text_contents()]
+    assert "graded" in cells and "2 / 16" in cells, cells  # TODO 1: its visible and hidden test
     watched.shot("6-instructor-graded-submission")
