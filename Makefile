@@ -10,7 +10,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
-        collect formgrader lab clean bench-grading bench-masking
+        collect formgrader lab clean bench-grading bench-lora bench-masking
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv with every dependency (idempotent)
 
 # --- the course -------------------------------------------------------------------------------
-demo: setup  ## the main job: the base model before SFT (stories vs held-out instructions)
+demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min)
 	$(PY) -m course.demo
 
 test: setup  ## the whole test suite
@@ -40,6 +40,12 @@ base-model: setup  ## pretrain the embedded base model on CPU (~10 min on 2 core
 
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
 	$(PY) -m benchmarks.reference_sft
+
+sft-loop: setup  ## step 3: the notebook's SFT run with the hand-written loop; exact match -> JSON
+	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --results ../../benchmarks/results/step3_sft.json
+
+bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/results/full_vs_lora_*
+	$(PY) -m benchmarks.full_vs_lora
 
 bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token (JSON + PNG)
 	$(PY) -m course.experiments.masking_ablation

@@ -184,6 +184,7 @@ load_reference("step4_lora", "hidden_checks").lora_linear_init_hidden(
 ### END HIDDEN TESTS
 
 # %%
+layer = ex.LoRALinear(nn.Linear(4096, 4096), r=8, alpha=16)
 x = torch.randn(2, 3, 4096)
 with torch.no_grad():
     same = torch.equal(layer(x), layer.base_layer(x))
@@ -431,12 +432,11 @@ print(f"\N{CHECK MARK} LORA_LR = {lr:g}, {lr / FULL_LR:g} x full fine-tuning's")
 # shown instead.
 
 # %%
-config = full_vs_lora.default_config(lora_lr=require(LORA_LR, "LORA_LR", "Your call: set LORA_LR"),
-                                     full_lr=FULL_LR)
-committed = REPO_ROOT / "benchmarks" / "results" / "full_vs_lora_cpu.json"
-if is_grading():
-    result = full_vs_lora.load(committed)
+if is_grading():  # not graded: show the committed CPU results instead of training
+    result = full_vs_lora.load(REPO_ROOT / "benchmarks" / "results" / "full_vs_lora_cpu.json")
 else:
+    config = full_vs_lora.default_config(
+        lora_lr=require(LORA_LR, "LORA_LR", "Your call: set LORA_LR"), full_lr=FULL_LR)
     result = full_vs_lora.compare(ex, masking_reference, sft_reference, config)
 print(result.table())
 
