@@ -242,10 +242,14 @@ def supervised_tokens(labels: torch.Tensor) -> int:
 def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The *summed* cross-entropy over the supervised tokens of one micro-batch (float32,
     connected to the graph). Divided by the token count it is step 2's masked_cross_entropy and
-    `model(..., labels=labels).loss`."""
+    `model(..., labels=labels).loss`.
+
+    The batch may also be packed (course/packing.py: several conversations per row): its
+    "position_ids" are passed on, and its "attention_mask" may be 4D or absent."""
     device = next(model.parameters()).device
-    logits = model(input_ids=batch["input_ids"].to(device),
-                   attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")
+              if batch.get(k) is not None}
+    logits = model(**inputs, use_cache=False).logits
     targets = F.pad(batch["labels"].to(device), (0, 1), value=IGNORE_INDEX)[:, 1:]
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
@@ -491,8 +495,8 @@ def epoch_order(num_examples: int, epoch: int, cfg: FinetuneConfig) -> list[int]
 
 
 def micro_batches_for_step(examples: Sequence[dict], step: int, cfg: FinetuneConfig,
-                           pad_token_id: int, rank: int = 0, world_size: int = 1
-                           ) -> list[dict[str, torch.Tensor]]:
+                           pad_token_id: int, rank: int = 0, world_size: int = 1,
+                           collate: Callable | None = None) -> list[dict[str, torch.Tensor]]:
     """This process's micro-batches of optimizer step `step` (0-based), collated.
 
     Step s of the run is batch s % steps_per_epoch of epoch s // steps_per_epoch. Its
@@ -500,7 +504,10 @@ def micro_batches_for_step(examples: Sequence[dict], step: int, cfg: FinetuneCon
     chunks; process `rank` takes positions [rank * batch_size, (rank + 1) * batch_size) of
     each chunk. The union over processes is the same set of sequences whatever the number of
     processes, so 2 processes with half the batch size train on what 1 process trains on.
+    `collate(features, pad_token_id)` batches a chunk (default: step 2's `collate`; e.g.
+    `course.packing.PackedCollator` for packed rows).
     """
+    collate = collate or masking.collate
     size = cfg.global_batch_size(world_size)
     per_epoch = len(examples) // size
     if per_epoch < 1:
@@ -511,17 +518,19 @@ def micro_batches_for_step(examples: Sequence[dict], step: int, cfg: FinetuneCon
     out = []
     for a in range(cfg.grad_accum_steps):
         mine = order[a * chunk + rank * cfg.batch_size:a * chunk + (rank + 1) * cfg.batch_size]
-        out.append(masking.collate([examples[i] for i in mine], pad_token_id))
+        out.append(collate([examples[i] for i in mine], pad_token_id))
     return out
 
 
 def eval_batches(examples: Sequence[dict], cfg: FinetuneConfig, pad_token_id: int,
-                 rank: int = 0, world_size: int = 1) -> list[dict[str, torch.Tensor]]:
+                 rank: int = 0, world_size: int = 1, collate: Callable | None = None
+                 ) -> list[dict[str, torch.Tensor]]:
     """Validation micro-batches of this process (examples rank, rank + world_size, ...; sorted
     by length so little is padded), at most cfg.eval_batches of them."""
     mine = sorted(examples[rank::world_size], key=lambda e: len(e["input_ids"]))
     size = cfg.batch_size * 2  # no gradients: twice the micro-batch fits in the same memory
-    batches = [masking.collate(mine[i:i + size], pad_token_id) for i in range(0, len(mine), size)]
+    collate = collate or masking.collate
+    batches = [collate(mine[i:i + size], pad_token_id) for i in range(0, len(mine), size)]
     return batches[:cfg.eval_batches] if cfg.eval_batches else batches
 
 
@@ -583,6 +592,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     output_dir: str
+    padding_waste: float = 0.0  # padded positions / all positions of the training batches
 
 
 def sample_generations(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 40
@@ -599,7 +609,8 @@ def _due(step: int, every: int, total: int) -> bool:
 def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
           val_examples: Sequence[dict], cfg: FinetuneConfig, resume: bool = False,
           sample_prompts: Sequence[str] = (), progress: bool = True,
-          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, dict], None] | None = None,
+          collate: Callable | None = None) -> TrainResult:
     """Fine-tune `model` on tokenized `train_examples` (see `tokenize_split`) with `cfg`.
 
     Every step: `train_step` on this process's micro-batches. Every `eval_every` steps (and at
@@ -610,7 +621,10 @@ def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
     `output_dir/checkpoint.pt` when it exists (same model and config, or a clear error). A NaN
     or infinite loss raises NonFiniteLossError; the last checkpoint on disk stays the last good
     one. `on_step(step, stats)` is called after every step (tests use it to simulate a crash).
+    `collate(features, pad_token_id)` builds the batches (default: step 2's padding `collate`;
+    `course.packing.PackedCollator` packs); each step reports its padding waste.
     """
+    from course.packing import token_counts  # real tokens of any batch layout (2D, 4D, packed)
     rank, world_size = world()
     out = Path(cfg.output_dir)
     ckpt = out / CHECKPOINT
@@ -630,9 +644,10 @@ def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
     log = MetricsLog(out, enabled=rank == 0, resume_step=step if resume else None)
     if rank == 0 and not resume:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-    val = eval_batches(val_examples, cfg, tokenizer.pad_token_id, rank, world_size)
+    val = eval_batches(val_examples, cfg, tokenizer.pad_token_id, rank, world_size, collate)
     pad = tokenizer.pad_token_id
     result = TrainResult(step, [], [], [], False, 0.0, str(out))
+    real_total = positions_total = 0
 
     def run_eval(at: int) -> bool:
         ev = evaluate(model, val)
@@ -653,11 +668,17 @@ def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
     start = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="sft", disable=not progress or rank != 0)
     while step < total:
-        batches = micro_batches_for_step(train_examples, step, cfg, pad, rank, world_size)
+        batches = micro_batches_for_step(train_examples, step, cfg, pad, rank, world_size,
+                                         collate)
         t0 = time.perf_counter()
         stats = train_step(model, optimizer, scheduler, batches, cfg.max_grad_norm)
-        seen = int(all_reduce_sum(sum(int(b["attention_mask"].sum()) for b in batches)))
+        counts = [token_counts(b) for b in batches]
+        seen = int(all_reduce_sum(sum(c[0] for c in counts)))
+        positions = int(all_reduce_sum(sum(c[1] for c in counts)))
         stats["tokens_per_s"] = seen / max(time.perf_counter() - t0, 1e-9)
+        stats["padding_waste"] = 1.0 - seen / max(positions, 1)
+        real_total += seen
+        positions_total += positions
         if not math.isfinite(stats["loss"]):
             bar.close()
             log.log({"step": step + 1, "split": "error", "loss": str(stats["loss"])})
@@ -673,7 +694,8 @@ def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
             log.log(record)
         bar.update(1)
         bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.1e}",
-                        tok_s=f"{stats['tokens_per_s']:,.0f}")
+                        tok_s=f"{stats['tokens_per_s']:,.0f}",
+                        pad=f"{stats['padding_waste']:.0%}")
         stop = False
         if val and _due(step, cfg.eval_every, total):
             stop = run_eval(step)
@@ -693,4 +715,5 @@ def train(model: torch.nn.Module, tokenizer, train_examples: Sequence[dict],
     bar.close()
     log.close()
     result.steps, result.seconds = step, time.perf_counter() - start
+    result.padding_waste = 1.0 - real_total / max(positions_total, 1)
     return result
