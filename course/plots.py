@@ -166,3 +166,47 @@ def cost_bars(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
 
 
 # --- step 3: the training loop -------------------------------------------------------------------
+
+
+# --- step 3: the training loop -------------------------------------------------------------------
+def training_curves(train: Sequence[Mapping], evals: Sequence[Mapping] = (),
+                    title: str = "Fine-tuning") -> Figure:
+    """Three panels over optimizer steps: train and validation loss, learning rate, gradient
+    norm (before clipping). `train`: records with step, loss, lr, grad_norm; `evals`: step, loss."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    steps = [r["step"] for r in train]
+    axes[0].plot(steps, [r["loss"] for r in train], color="tab:blue", alpha=0.5, lw=1,
+                 label="train (per step)")
+    if evals:
+        axes[0].plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-",
+                     color="tab:orange", label="validation")
+    axes[0].set_ylabel("loss (mean over answer tokens)")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(steps, [r["lr"] for r in train], color="tab:green")
+    axes[1].set_ylabel("learning rate")
+    axes[2].plot(steps, [r["grad_norm"] for r in train], color="tab:red", lw=1)
+    axes[2].set_ylabel("gradient norm (before clipping)")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def overfitting_curves(runs: Mapping[str, tuple[Sequence[Mapping], Sequence[Mapping]]],
+                       title: str = "Same data, more epochs") -> Figure:
+    """Train (dashed) and validation (solid) loss per run: {label: (train records, evals)},
+    x = epochs. A widening gap between the two is overfitting."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (label, (train, evals)) in enumerate(runs.items()):
+        color = f"C{i}"
+        ax.plot([r["epoch"] for r in train], [r["loss"] for r in train], "--", color=color,
+                alpha=0.7, label=f"{label}: train")
+        ax.plot([r["epoch"] for r in evals], [r["loss"] for r in evals], "o-", color=color,
+                label=f"{label}: validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

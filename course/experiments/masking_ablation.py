@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import random
 import time
@@ -192,29 +193,33 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
     batches = training_batches(tokenizer, budget, train)
     base = copy.deepcopy(base_model) if base_model is not None else load_base_model(device="cpu")
     state = {k: v.clone() for k, v in base.state_dict().items()}
-    start = time.monotonic()
-    results = {"base": {"seconds": 0.0, **evaluate(base, tokenizer, test, budget)}}
-    results["base"]["seconds"] = round(time.monotonic() - start, 1)
+    start, cpu = time.monotonic(), time.process_time()
+    results = {"base": evaluate(base, tokenizer, test, budget)}
+    results["base"].update(seconds=round(time.monotonic() - start, 1),
+                           cpu_seconds=round(time.process_time() - cpu, 1))
     for variant in variants or list(VARIANTS):
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         seed_everything(budget.seed)
         base.load_state_dict(state)
         losses = fine_tune(base, tokenizer, batches, variant, budget, progress)
         train_s = time.monotonic() - start
         results[variant] = {"train_loss": losses, "train_seconds": round(train_s, 1),
                             **evaluate(base, tokenizer, test, budget)}
-        results[variant]["seconds"] = round(time.monotonic() - start, 1)
+        results[variant].update(seconds=round(time.monotonic() - start, 1),
+                                cpu_seconds=round(time.process_time() - cpu, 1))
         if models is not None:
             models[variant] = copy.deepcopy(base)
         if progress:
             r = results[variant]
             print(f"{variant:15s} exact match {r['exact_match']:6.1%}  answer loss "
-                  f"{r['answer_loss']:.3f}  stop rate {r['stop_rate']:6.1%}  ({r['seconds']} s)")
+                  f"{r['answer_loss']:.3f}  stop rate {r['stop_rate']:6.1%}  ({r['seconds']} s, "
+                  f"{r['cpu_seconds']} s CPU)")
     return {"budget": asdict(budget), "variants": VARIANTS, "results": results,
             "model": Path(resolve_model_name()).name, "parameters": count_parameters(base),
             "date": date.today().isoformat(), "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(), "total_seconds": round(sum(
-                r["seconds"] for r in results.values()), 1)}
+            "machine": platform.machine(), "load_1min": round(os.getloadavg()[0], 2),
+            "total_seconds": round(sum(r["seconds"] for r in results.values()), 1),
+            "total_cpu_seconds": round(sum(r["cpu_seconds"] for r in results.values()), 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     from course.plots import masking_ablation
     masking_ablation(res).savefig(args.out.with_suffix(".png"), dpi=110)
-    print(f"{res['total_seconds']} s in all; wrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"{res['total_seconds']} s in all ({res['total_cpu_seconds']} s CPU); wrote "
+          f"{args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 

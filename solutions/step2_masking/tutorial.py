@@ -420,16 +420,19 @@ Table([[name, f"{r['exact_match']:.0%}", f"{r['answer_loss']:.3f}", f"{r['stop_r
 
 # %% [markdown]
 # How to read it (your numbers depend on the base model and the budget;
-# `benchmarks/results/masking_ablation.json` holds the course's last full run):
+# `benchmarks/results/masking_ablation.json` and `.png` hold the course's last full run):
 #
 # - **Stop rate.** `no_end_token` never saw `<|im_end|>` as a target, so it does not stop: it
 #   runs to the token limit and cannot score an exact match, however good the start of its
 #   answer is. Its answer loss counts the end token too, and that is where it pays.
-# - **Answer loss.** `no_mask` spreads the same number of updates over every token, and about
-#   nine in ten are prompt. Its training loss (right panel) mostly measures the prompt and
-#   says little about the answers. On a weak base model, learning the stories can even help a
-#   little at first; the cost is what the model is trained to *write*.
-# - **Exact match** needs both: the right answer and a stop right after it.
+# - **What the model writes.** `no_mask` was also trained to write the template and the user
+#   turns. Read its answers in the table: they may start with template text (`assistant`,
+#   `user`) or run on like a story, and then they stop late or not at all.
+# - **Answer loss.** `no_mask` spreads the same updates over every token, and about nine in ten
+#   are prompt. Its training loss (right panel) mostly measures the prompt and says little
+#   about the answers.
+# - **Exact match** needs both: the right answer and a stop right after it. A short run of a
+#   tiny model may not reach any exact match yet; the other two columns already differ.
 #
 # The double shift of section 5, on the model fine-tuned with the right labels: the same
 # conversations, labelled right and shifted by hand.
