@@ -11,7 +11,8 @@ libraries, accumulates exactly, resumes exactly and runs as 2 processes.
 - the accumulated gradient equals the full-batch gradient to 1e-5;
 - a run killed mid-way and resumed ends with bit-identical weights (dropout on, so the RNG
   state matters); NaN losses, foreign checkpoints and interrupted writes fail cleanly;
-- `torchrun --nproc_per_node 2` (gloo, CPU) with half the batch per process follows the
+- `torchrun --nproc_per_node 2` and `accelerate launch --multi_gpu --num_processes 2` (gloo on
+  CPU) with half the batch per process follows the
   single-process trajectory within DIST_TOL.
 
 Tiny runs (a few steps on the 64 shortest conversations, one thread): about 1 minute in all.
@@ -292,13 +293,30 @@ def _launch(cmd, out, env_extra=None):
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("launcher", ["torchrun"])
-def test_two_processes_follow_the_single_process_trajectory(tmp_path, launcher):
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    return _launch([sys.executable], tmp_path_factory.mktemp("single") / "single.json",
+                   {"WORKER_BATCH": "8"})
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_follow_the_single_process_trajectory(tmp_path, launcher, single_process):
     bin_dir = os.path.dirname(sys.executable)
-    single = _launch([sys.executable], tmp_path / "single.json", {"WORKER_BATCH": "8"})
     cmd = {"torchrun": [os.path.join(bin_dir, "torchrun"), "--standalone",
-                        "--nproc_per_node", "2"]}[launcher]
+                        "--nproc_per_node", "2"],
+           "accelerate": [os.path.join(bin_dir, "accelerate"), "launch", "--multi_gpu",
+                          "--num_processes", "2", "--num_machines", "1",
+                          "--main_process_port", str(_free_port()),
+                          "--mixed_precision", "no", "--dynamo_backend", "no"]}[launcher]
     double = _launch(cmd, tmp_path / "double.json", {"WORKER_BATCH": "4"})
+    single = single_process
     assert single["world_size"] == 1 and double["world_size"] == 2
     assert single["tokens"] == double["tokens"]  # supervised tokens all-reduced: same N
     for a, b in zip(single["losses"], double["losses"]):

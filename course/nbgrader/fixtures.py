@@ -125,7 +125,10 @@ class InProcessNotebook:
     def failures(self, module_text: str) -> set[str]:
         """grade_ids of the test cells that fail with `module_text` as the exercise module."""
         module = types.ModuleType(self.names[0])
-        exec(compile(module_text, f"<{self.names[0]}>", "exec"), module.__dict__)  # noqa: S102
+        # dont_inherit: not this file's `from __future__ import annotations` (a dataclass in the
+        # module would then look itself up in sys.modules, where this module is not)
+        exec(compile(module_text, f"<{self.names[0]}>", "exec", dont_inherit=True),  # noqa: S102
+             module.__dict__)
         failed = set()
         old_env = os.environ.get(GRADING_ENV)
         os.environ[GRADING_ENV] = "autograde"

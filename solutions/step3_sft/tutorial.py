@@ -1,0 +1,499 @@
+"""Source of tutorial.ipynb, in percent format (cell markers: see course/nbgrader/source.py).
+
+Edit this file, not the notebook: `make release` rebuilds solutions/step3_sft/tutorial.ipynb
+from it and then the learner version in step3_sft/. Instructor-only: never released.
+"""
+
+# %% [markdown] intro
+# # Step 3 — The training loop, by hand
+#
+# Steps 1 and 2 turned conversations into token ids and labels. Now the model learns from them.
+# Libraries hide this part (`Trainer`, TRL's `SFTTrainer`); here you write it yourself, and the
+# course's tests prove that your loop computes *exactly* what the `Trainer` computes — the same
+# loss at every step, the same weights at the end.
+#
+# **You will**
+# - set the hyperparameters of a run in one `FinetuneConfig`, and see why a 7B model and this
+#   1M-parameter model want learning rates 100x apart;
+# - build AdamW without weight decay on norms and biases, and a linear-warmup + cosine schedule
+#   equal to `transformers.get_cosine_schedule_with_warmup`;
+# - write one optimizer step with **gradient accumulation normalised by the supervised tokens of
+#   the whole batch** — the detail that libraries got wrong for years — with clipping after
+#   accumulation;
+# - evaluate (validation loss, perplexity), stop early, and write checkpoints that survive a
+#   crash and resume to the very same weights;
+# - fine-tune the course's base model with your loop: curves, before/after answers, exact match,
+#   and an overfitting experiment.
+#
+# **Time:** 90–120 minutes. **You edit:** `sft_exercise.py` (eight TODOs). This notebook imports
+# the module and reloads it before every cell, so save the file and re-run the cell.
+#
+# **Checks:** each TODO has a check cell. ✓ lines say what passed; ✗ names the classic mistake
+# your output looks like. Hidden tests run when your work is graded
+# (`make grade STEP=step3_sft`).
+
+# %% setup
+from course.notebook import setup
+
+setup()  # %autoreload 2, and a short hint instead of a traceback for an unfinished TODO
+
+import copy
+import dataclasses
+
+import torch
+
+import sft_exercise as ex
+from course import plots
+from course.checks import step3_sft as checks
+from course.data import load_split
+from course.evaluate import chat_prompt, exact_match, generate
+from course.models import count_parameters, load_base_model, load_tokenizer
+from course.notebook import Table, is_grading
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+tokenizer = load_tokenizer()
+base_model = load_base_model(device="cpu")
+print(f"base model: {count_parameters(base_model):,} parameters")
+
+# Step 2's labels and collator (its reference copy, masking_reference.py): input_ids,
+# attention_mask and labels per conversation, -100 everywhere but the assistant's answers.
+train_rows = load_split("train")
+if is_grading():
+    train_rows = train_rows.select(range(2000))  # grading: a short run is enough
+train_examples = ex.tokenize_split(train_rows, tokenizer, max_length=256)
+val_examples = ex.tokenize_split(load_split("validation"), tokenizer, max_length=256)
+print(f"{len(train_examples):,} training and {len(val_examples):,} validation conversations")
+
+# %% [markdown]
+# ## 1. One place for every hyperparameter
+#
+# A run is described by a handful of numbers. Keeping them in one dataclass makes a run
+# reproducible (it is saved with every checkpoint) and lets a resumed run refuse a checkpoint
+# written with different settings.
+#
+# ```python
+# FinetuneConfig(learning_rate=2e-3, num_epochs=1.0, batch_size=16, grad_accum_steps=2,
+#                warmup_ratio=0.05, weight_decay=0.01, max_grad_norm=1.0, ...)
+# ```
+#
+# **Batch sizes.** A *micro-batch* is what fits in memory at once (`batch_size` sequences). One
+# optimizer *step* sees `batch_size x grad_accum_steps x world_size` sequences: each of
+# `world_size` processes runs `grad_accum_steps` micro-batches and the gradients are added up.
+#
+# **Learning rate.** SFT of a large pretrained model (0.5B–7B) uses a *small* learning rate,
+# 1e-5 to 5e-6, for 1–3 epochs: the model already knows the language, SFT only teaches a format,
+# and larger steps or more epochs overwrite what it knew (*catastrophic forgetting*) and overfit
+# a few thousand examples. LoRA (step 4) trains far fewer weights and uses 1e-4 to 5e-5. Our
+# 1M-parameter model is the opposite case: it starts far from the answer format, and with 1e-5
+# it would hardly move in a few hundred steps; a small, well-normalised model tolerates 1e-3 to
+# 3e-3. `FinetuneConfig.for_large_model(name)` holds the large-model values.
+#
+# **TODO 1** — implement `FinetuneConfig.total_steps(num_examples, world_size)`.
+
+# %%
+cfg = ex.FinetuneConfig()
+print(cfg)
+print("a 7B model:", ex.FinetuneConfig.for_large_model("Qwen/Qwen2.5-7B"))
+print(f"\nglobal batch {cfg.global_batch_size()} sequences; "
+      f"{cfg.total_steps(len(train_examples))} steps for {cfg.num_epochs} epoch(s)")
+
+# %% test total_steps points=1
+checks.check_total_steps(ex)
+
+# %% test total_steps_hidden points=1
+# Hidden tests for total_steps run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").total_steps_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. AdamW, and what not to decay
+#
+# AdamW keeps two running averages per weight, of the gradient and of its square:
+#
+# $$m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
+#
+# and moves each weight by $\eta\,\hat m_t / (\sqrt{\hat v_t} + \epsilon)$, plus *decoupled
+# weight decay* $\eta \lambda \theta$, which pulls weights towards 0. That is a sensible prior for
+# the big matrices, but not for a norm's scale (its neutral value is 1) or a bias. The usual
+# rule, the HF `Trainer`'s too: decay parameters with 2 or more dimensions, not the
+# 1-dimensional ones. Only trainable parameters go to the optimizer (step 4 freezes most).
+#
+# **TODO 2** — implement `param_groups(model, weight_decay)`.
+
+# %%
+groups = ex.param_groups(base_model, 0.01)
+names = {id(p): n for n, p in base_model.named_parameters()}
+for g in groups:
+    print(f"weight_decay={g['weight_decay']}: {len(g['params'])} tensors, e.g.",
+          [names[id(p)] for p in g["params"][:3]])
+
+# %% test param_groups points=1
+checks.check_param_groups(ex, base_model)
+
+# %% test param_groups_hidden points=1
+# Hidden tests for param_groups run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").param_groups_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Warmup, then cosine
+#
+# At step 0 Adam's second-moment estimate $v$ is built from one gradient: the normalised step is
+# large and noisy. A short **linear warmup** from 0 lets the estimates settle before the full
+# learning rate; without it the loss often spikes in the first steps. After warmup a **cosine**
+# decay brings the learning rate smoothly to 0 at the last step, so the final steps polish
+# instead of jumping around.
+#
+# **TODO 3** — implement `lr_lambda(step, warmup_steps, total_steps)`, the factor the peak learning
+# rate is multiplied by; it must equal transformers' `get_cosine_schedule_with_warmup`.
+
+# %%
+from transformers import get_cosine_schedule_with_warmup
+
+total, warmup = 200, 20
+opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+library = get_cosine_schedule_with_warmup(opt, warmup, total).lr_lambdas[0]
+print("yours  :", [round(ex.lr_lambda(s, warmup, total), 3) for s in (0, 10, 20, 110, 200)])
+print("library:", [round(library(s), 3) for s in (0, 10, 20, 110, 200)])
+
+# %% test lr_lambda points=1
+checks.check_lr_lambda(ex)
+
+# %% test lr_lambda_hidden points=1
+# Hidden tests for lr_lambda run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").lr_lambda_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. One optimizer step, with gradient accumulation
+#
+# The SFT loss of a batch is the mean over its $N$ supervised tokens (step 2):
+# $L = \frac{1}{N}\sum_{t} -\log p(y_t \mid y_{<t})$. With accumulation the batch arrives as
+# micro-batches $b_1, \dots, b_k$, each with $n_i$ supervised tokens and summed loss $S_i$. The
+# gradient we want is that of $\frac{1}{N}\sum_i S_i$ with $N = \sum_i n_i$, so each micro-batch
+# contributes the gradient of $S_i / N$. The tempting alternative — average each micro-batch
+# ($S_i / n_i$) and divide by $k$ — weighs a token of a short micro-batch more than a token of a
+# long one. The HF `Trainer` did exactly that until late 2024 (it now passes
+# `num_items_in_batch`, the same $N$).
+#
+# The order inside a step matters:
+#
+# 1. `model.train()`; clear the gradients **once**;
+# 2. count $N$ over all micro-batches (and over all processes: `all_reduce_sum`);
+# 3. for each micro-batch, `backward()` of $S_i / N$ — gradients add up in `.grad`;
+# 4. add the gradients of all processes (`all_reduce_gradients`; nothing with one process);
+# 5. **clip once**, now that the gradient is complete (`clip_grad_norm_` returns the norm before
+#    clipping: log it, spikes show instability);
+# 6. `optimizer.step()`, then `scheduler.step()` — once per optimizer step.
+#
+# **TODO 4** — implement `train_step(model, optimizer, scheduler, micro_batches, max_grad_norm)`.
+
+# %%
+probe = copy.deepcopy(base_model)
+opt = ex.make_optimizer(probe, ex.FinetuneConfig(learning_rate=1e-3))
+sched = ex.make_scheduler(opt, warmup_steps=2, total_steps=10)
+micro = ex.micro_batches_for_step(train_examples, 0, ex.FinetuneConfig(batch_size=4,
+                                                                        grad_accum_steps=3),
+                                  tokenizer.pad_token_id)
+print("micro-batches:", [tuple(b["input_ids"].shape) for b in micro],
+      "supervised tokens:", [ex.supervised_tokens(b["labels"]) for b in micro])
+print(ex.train_step(probe, opt, sched, micro, max_grad_norm=1.0))
+
+# %% test train_step points=2
+checks.check_train_step(ex, base_model, val_examples, tokenizer)
+
+# %% test train_step_hidden points=3
+# Hidden tests for train_step run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").train_step_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Evaluation: validation loss and perplexity
+#
+# The validation loss is the same token-weighted mean, on conversations the model never trains
+# on. Two switches make it right and cheap:
+#
+# - `model.eval()` turns dropout (and anything else that behaves differently in training) off —
+#   and `model.train(was_training)` afterwards puts it back;
+# - `torch.no_grad()` stops PyTorch from recording the graph: no activations are kept for a
+#   backward pass that never comes, so evaluation needs a fraction of the memory.
+#
+# **Perplexity** $= e^{L}$ is the loss read as "the model hesitates between this many tokens":
+# 1 is certain; the vocabulary size (4,096 here) is guessing.
+#
+# **TODO 5** — implement `evaluate(model, batches)`.
+
+# %%
+val_batches = ex.eval_batches(val_examples, ex.FinetuneConfig(eval_batches=4),
+                              tokenizer.pad_token_id)
+print("base model on validation answers:", ex.evaluate(base_model, val_batches))
+
+# %% test evaluate points=1
+checks.check_evaluate(ex, base_model, val_examples, tokenizer)
+
+# %% test evaluate_hidden points=2
+# Hidden tests for evaluate run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").evaluate_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. Early stopping
+#
+# Once the validation loss stops improving, more steps only fit the training set more closely
+# (section 9 shows it). Early stopping watches the validation loss and stops after `patience`
+# evaluations without a new best (an improvement must beat the best by more than `min_delta`).
+#
+# **TODO 6** — implement `EarlyStopping.step(val_loss)`.
+
+# %%
+stopper = ex.EarlyStopping(patience=2)
+for loss in [3.0, 2.5, 2.6, 2.4, 2.45, 2.5]:
+    print(f"val loss {loss}: stop={stopper.step(loss)} (best {stopper.best}, "
+          f"{stopper.bad_evals} without improvement)")
+
+# %% test early_stopping points=1
+checks.check_early_stopping(ex)
+
+# %% test early_stopping_hidden points=1
+# Hidden tests for early_stopping run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").early_stopping_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 7. Checkpoints that survive a crash
+#
+# A long run will be interrupted: a preempted GPU, an out-of-memory error, a laptop lid. To
+# continue *exactly* where it stopped, a checkpoint needs more than the weights:
+#
+# | saved | forgotten, a resumed run... |
+# |---|---|
+# | model weights | starts over |
+# | optimizer state (AdamW's $m$, $v$, step count) | takes huge steps: $m, v = 0$ make every update ±lr |
+# | scheduler position | warms up again from 0 |
+# | RNG states (Python, NumPy, torch) | draws other dropout masks and data orders |
+# | step | repeats or skips data |
+#
+# **Atomic writes.** `torch.save(state, "checkpoint.pt")` overwrites the previous checkpoint
+# byte by byte; a crash halfway leaves neither the old one nor the new one. Write to a temporary
+# file in the same folder, then `os.replace(tmp, path)`: a rename is atomic, so `checkpoint.pt`
+# is always a complete checkpoint.
+#
+# **TODO 7** — implement `save_checkpoint(...)`. **TODO 8** — implement `load_checkpoint(...)`.
+
+# %% test save_checkpoint points=1
+checks.check_save_checkpoint(ex, base_model)
+
+# %% test save_checkpoint_hidden points=1
+# Hidden tests for save_checkpoint run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").save_checkpoint_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% test load_checkpoint points=1
+checks.check_load_checkpoint(ex, base_model)
+
+# %% test load_checkpoint_hidden points=1
+# Hidden tests for load_checkpoint run here when your work is graded.
+### BEGIN HIDDEN TESTS
+from course.grading import load_reference
+
+load_reference("step3_sft", "hidden_checks").load_checkpoint_hidden(
+    ex, load_reference("step3_sft", "sft_exercise"))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# A crash, for real: train 6 steps with a checkpoint every 2, "crash" at step 3, resume, and
+# compare with a run that was never interrupted (dropout is on, so the RNG states matter too).
+# (Skipped while grading: the checks above already graded your checkpoints.)
+
+# %%
+def with_dropout(model, p=0.1):
+    model = copy.deepcopy(model)
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = p
+    return model
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at_3(step, stats):
+    if step == 3:
+        raise Crash(f"simulated crash after step {step}")
+
+
+small = sorted(train_examples[:400], key=lambda e: len(e["input_ids"]))[:64]
+demo = ex.FinetuneConfig(max_steps=6, batch_size=4, grad_accum_steps=2, warmup_steps=2,
+                         save_every=2, eval_every=0, output_dir=checks.tmp_dir())
+if not is_grading():
+    straight = with_dropout(base_model)
+    ex.train(straight, tokenizer, small, [],
+             dataclasses.replace(demo, output_dir=checks.tmp_dir()), progress=False)
+    crashed = with_dropout(base_model)
+    try:
+        ex.train(crashed, tokenizer, small, [], demo, progress=False, on_step=crash_at_3)
+    except Crash as err:
+        print(err)
+    resumed = with_dropout(base_model)  # a new process starts from the base weights again
+    ex.train(resumed, tokenizer, small, [], demo, resume=True, progress=False)
+    same = all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters()))
+    print("resumed run == uninterrupted run, bit for bit:", same)
+
+# %% [markdown]
+# ## 8. Fine-tune the base model with your loop
+#
+# `ex.train` (given) puts your pieces together: for each step it takes this process's
+# micro-batches, calls your `train_step`, evaluates every `eval_every` steps with your
+# `evaluate` and `EarlyStopping`, generates sample answers every `sample_every` steps, saves
+# your checkpoint every `save_every` steps, writes `metrics.jsonl` in `output_dir` and shows
+# loss, learning rate and tokens/s in a progress bar. A NaN loss stops the run with a clear
+# message; the checkpoint on disk stays the last good one.
+#
+# First, the base model on held-out questions (names never seen in training):
+
+# %%
+test = load_split("test")
+if is_grading():
+    test = test.select(range(16))
+before = exact_match(base_model, tokenizer, test, progress=not is_grading())
+print(f"base model exact match: {before.score:.1%}")
+
+# %% [markdown]
+# The run: one epoch, about 5 minutes on 2 CPU cores (a few seconds while grading).
+
+# %%
+run_cfg = ex.FinetuneConfig(output_dir="build/step3_sft/run", sample_every=100)
+if is_grading():
+    run_cfg = dataclasses.replace(run_cfg, max_steps=8, batch_size=8, grad_accum_steps=1,
+                                  warmup_steps=1, eval_every=8, eval_batches=2, sample_every=0,
+                                  output_dir=checks.tmp_dir())
+sample_prompts = [chat_prompt(tokenizer, r["messages"]) for r in test.select(range(3))]
+model = copy.deepcopy(base_model)
+result = ex.train(model, tokenizer, train_examples, val_examples, run_cfg,
+                  sample_prompts=sample_prompts, progress=not is_grading())
+print(f"{result.steps} steps in {result.seconds / 60:.1f} min; metrics in "
+      f"{run_cfg.output_dir}/metrics.jsonl")
+
+# %% test sft_run points=1
+checks.check_run(result)
+
+# %%
+fig = plots.training_curves(result.train, result.evals, title="SFT of the base model")
+
+# %% [markdown]
+# Read the three panels together: the loss falls fastest once warmup ends; the gradient norm
+# is largest early (clipping at `max_grad_norm` caps its effect) and settles as the model fits
+# the format. The validation loss follows the training loss: one epoch does not overfit.
+#
+# Now the same held-out questions, before and after:
+
+# %%
+after = exact_match(model, tokenizer, test, progress=not is_grading())
+rows = []
+for i, (b, a) in enumerate(list(zip(before.predictions, after.predictions))[:6]):
+    question = [m["content"] for m in test[i]["messages"] if m["role"] == "user"][-1]
+    rows.append([question[-120:], b["prediction"][:80], a["prediction"][:80], a["reference"]])
+Table(rows, ["question (end)", "base model", "after SFT", "reference"], width=30)
+
+# %%
+print(f"exact match: base {before.score:.1%} -> after SFT {after.score:.1%}")
+print(after.table())
+for sample in result.samples:
+    print(f"step {sample['step']}: {sample['texts'][0][:70]!r}")
+
+# %% [markdown]
+# The course's reference run with the stock HF `Trainer` (`make bench-reference`) is stored in
+# `benchmarks/results/reference_sft.json`; your loop computes the same steps, so with the same
+# number of steps it reaches the same place.
+
+# %% [markdown]
+# ## 9. Overfitting: the same small data set, 1, 3 and 10 epochs
+#
+# With few examples, every extra epoch fits them more closely. The training loss keeps falling;
+# the validation loss falls, flattens, then rises: the model memorises the training answers
+# instead of learning the task. This is why SFT recipes say 1–3 epochs, and why early stopping
+# watches the validation loss.
+
+# %%
+subset = train_examples[:128]
+runs = {}
+for epochs in ([] if is_grading() else [1, 3, 10]):
+    cfg_e = ex.FinetuneConfig(num_epochs=epochs, batch_size=16, grad_accum_steps=1,
+                              warmup_ratio=0.1, eval_every=8, eval_batches=8,
+                              output_dir=checks.tmp_dir())
+    run = ex.train(copy.deepcopy(base_model), tokenizer, subset, val_examples, cfg_e,
+                   progress=False)
+    per_epoch = len(subset) // cfg_e.global_batch_size()
+    train_rec = [dict(r, epoch=r["step"] / per_epoch) for r in run.train]
+    eval_rec = [dict(r, epoch=r["step"] / per_epoch) for r in run.evals]
+    runs[f"{epochs} epoch{'s' if epochs > 1 else ''}"] = (train_rec, eval_rec)
+    print(f"{epochs:2d} epochs: train loss {run.train[-1]['loss']:.3f}, "
+          f"validation loss {run.evals[-1]['loss']:.3f}, "
+          f"best validation {min(e['loss'] for e in run.evals):.3f}")
+if runs:
+    fig = plots.overfitting_curves(runs, title=f"{len(subset)} training conversations")
+
+# %% [markdown]
+# ## 10. The same loop on several processes
+#
+# Nothing in the loop assumes one process. Launched as several (`torchrun` or
+# `accelerate launch`), each process takes its share of every batch
+# (`micro_batches_for_step(..., rank, world_size)`), the supervised-token count $N$ is summed
+# over processes before anyone divides by it, and the gradients are summed before clipping. The
+# course's tests run this with 2 CPU processes (gloo) and check that the losses equal the
+# single-process run with twice the batch:
+#
+# ```bash
+# python run_sft.py --batch-size 16                               # one process
+# torchrun --nproc_per_node 2 run_sft.py --batch-size 8           # 2 processes, same batch
+# accelerate launch --multi_gpu --num_processes 2 run_sft.py --batch-size 8
+# ```
+#
+# On GPUs, `init_distributed` picks NCCL instead of gloo; nothing else changes.
+# `torch.nn.parallel.DistributedDataParallel` does step 4 of `train_step` for you, overlapped
+# with the backward pass (and `model.no_sync()` skips it on all but the last micro-batch).
+
+# %% [markdown]
+# ## Checklist
+#
+# - [ ] I can say what one optimizer step sees with `batch_size`, `grad_accum_steps` and
+#   several processes, and why a 7B model wants lr 1e-5 while this one takes 2e-3.
+# - [ ] My accumulated gradient equals the full-batch gradient: each micro-batch is divided by
+#   the supervised tokens of the *whole* batch, summed over processes.
+# - [ ] I clip once, after accumulation, and step the scheduler once per optimizer step.
+# - [ ] Evaluation runs in eval mode under `torch.no_grad()`; perplexity is $e^{loss}$.
+# - [ ] My checkpoints hold weights, optimizer, scheduler, RNG and step, and are written
+#   atomically; a resumed run ends with the same weights.
+# - [ ] I saw overfitting: more epochs on little data, a widening train/validation gap.
+#
+# Next: [Step 4 — LoRA](../step4_lora/tutorial.ipynb). The answers of this step:
+# [solutions/step3_sft/sft_exercise.py](../solutions/step3_sft/sft_exercise.py).
