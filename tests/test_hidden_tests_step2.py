@@ -103,3 +103,8 @@ def test_visible_check_names_the_classic_mistake(notebook, wrong):
     assert visible, f"{wrong.name}: the visible check must catch a classic mistake"
     text = _message(notebook, wrong_module(STEP, MODULE, wrong), visible[0])
     assert message in text, f"{wrong.name}: the check said\n{text}"
+
+
+def test_every_test_catches_some_wrong_implementation(notebook):
+    caught = set().union(*(expected_losses(w) for w in WRONG))
+    assert caught == set(notebook.tests)
