@@ -10,7 +10,8 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
-        collect formgrader lab clean bench-grading bench-lora bench-masking
+        collect formgrader lab clean bench-grading bench-lora bench-masking \
+        bench bench-course
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -49,6 +50,12 @@ bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/result
 
 bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token (JSON + PNG)
 	$(PY) -m course.experiments.masking_ablation
+
+bench: setup  ## speed: course loop + packing vs HF Trainer vs TRL; cost vs data/model size -> benchmarks/results/BENCHMARKS.md
+	$(PY) -m benchmarks.bench_speed
+
+bench-course: setup  ## run the four solution notebooks from clean kernels; wall time each + total (<= 10 min)
+	$(PY) -m benchmarks.bench_course
 
 # --- grading with nbgrader (docs/GRADING.md) -----------------------------------------------------
 # Steps of STEPS that have an instructor source in solutions/; the course root is build/course.
