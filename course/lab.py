@@ -85,6 +85,10 @@ def write_lab_config(lab_dir: Path, course_root: Path, serve_root: Path) -> Path
                                   exchange=str(exchange.resolve()),
                                   serve_root=str(serve_root.resolve()))
     (config_dir / "nbgrader_config.py").write_text(text, encoding="utf-8")
+    # JupyterLab's "get notified about Jupyter news?" pop-up would cover the notebook's corner
+    (config_dir / "labconfig").mkdir(exist_ok=True)
+    (config_dir / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
     return config_dir
 
 
@@ -138,7 +142,8 @@ def jupyter_command(serve_root: Path, port: int, token: str, default_url: str,
     cmd = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--ServerApp.root_dir={serve_root}", f"--IdentityProvider.token={token}",
-           f"--ServerApp.default_url={default_url}"]
+           f"--ServerApp.default_url={default_url}",
+           f"--LabApp.default_url={default_url}"]  # `jupyter lab` would override it with /lab
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")  # Jupyter refuses to run as root without it
     return cmd + extra

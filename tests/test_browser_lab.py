@@ -39,8 +39,11 @@ STEP, MODULE, TODO = "step1_data", "data_exercise.py", "alpaca_prompt"
 NEXT_TODO = "normalize_record"
 STUDENT = "ada"
 SHOTS = Path(os.environ.get("COURSE_SCREENSHOTS") or REPO_ROOT / "build" / "screenshots")
-RUN_TIMEOUT = 180_000   # ms: running the notebook's cells up to a TODO on a loaded 2-core box
-VALIDATE_TIMEOUT = 300_000  # ms: Validate runs the whole notebook in a fresh kernel
+# Generous limits (ms): on a shared 2-core machine under load everything can take 5x longer.
+STEP_TIMEOUT = 90_000       # one click's effect, a page element to appear
+LOAD_TIMEOUT = 180_000      # JupyterLab's page load (megabytes of JavaScript)
+RUN_TIMEOUT = 300_000       # running the notebook's cells up to a TODO
+VALIDATE_TIMEOUT = 600_000  # Validate runs the whole notebook in a fresh kernel
 
 # Known benign answers and messages, each with why it is not a failure:
 BENIGN_RESPONSES = [
@@ -97,7 +100,7 @@ def browser():
         b.close()
 
 
-# --- the course copy, its graded submission and the server ----------------------------------------
+# --- the course copy, its graded submission and the server ---------------------------------------
 def function_source(text: str, name: str) -> tuple[int, int]:
     """Line span (0-based start, end exclusive) of top-level `def name` in `text`."""
     for node in ast.parse(text).body:
@@ -202,7 +205,7 @@ def server(course, tmp_path_factory):
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=course,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not info_file.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"course.lab did not start:\n{log.read_text()[-3000:]}")
@@ -226,12 +229,14 @@ def srv_answers(info_file: Path) -> bool:
     return answers(f"{info['base']}/api/status", info["token"], timeout=1)
 
 
-# --- a page that records what goes wrong ----------------------------------------------------------
+# --- a page that records what goes wrong ---------------------------------------------------------
 class Watched:
     """A browser page; `problems()` lists console errors, page errors and 4xx/5xx answers."""
 
     def __init__(self, context, server: Server):
         self.page = context.new_page()
+        self.page.set_default_timeout(STEP_TIMEOUT)
+        self.page.set_default_navigation_timeout(LOAD_TIMEOUT)
         self.server, self.errors, self.since = server, [], server.log_size()
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
@@ -267,7 +272,7 @@ def watched(browser, server, request):
     assert not w.problems(), "\n".join(w.problems())
 
 
-# --- JupyterLab, as a person uses it ---------------------------------------------------------------
+# --- JupyterLab, as a person uses it -------------------------------------------------------------
 def menu(page, top: str, item: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(top)}$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
@@ -275,10 +280,10 @@ def menu(page, top: str, item: str) -> None:
 
 def open_notebook(w: Watched, path: str) -> None:
     w.page.goto(w.server.url(f"/lab/tree/{path}"))
-    w.page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    w.page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=LOAD_TIMEOUT)
     # the kernel has started and connected (before that, Run All asks which kernel to start)
     w.page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for(
-        timeout=120_000)
+        timeout=LOAD_TIMEOUT)
 
 
 def run_all(page, until: str) -> None:
@@ -305,7 +310,7 @@ def show(page, text: str) -> None:
         "e => e.scrollIntoView({block: 'center'})")
 
 
-# --- the tests -------------------------------------------------------------------------------------
+# --- the tests -----------------------------------------------------------------------------------
 def test_learner_runs_the_tutorial_and_sees_a_todo_hint(watched):
     page = watched.page
     hint = f"TODO not done: {TODO}() in {MODULE}"
@@ -326,7 +331,7 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     # the editor: replace the module's text as a paste would, and save with Ctrl+S
     page.goto(watched.server.url(f"/lab/tree/{STEP}/{MODULE}"))
     editor = page.locator(".jp-FileEditor .cm-content")
-    editor.wait_for(timeout=60_000)
+    editor.wait_for(timeout=LOAD_TIMEOUT)
     learner = (course / STEP / MODULE).read_text()
     solved = fill_todo(learner, reference_module(STEP, MODULE), TODO)
     editor.click()
@@ -334,8 +339,8 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     page.keyboard.insert_text(solved)
     page.keyboard.press("Control+S")
     page.wait_for_function("() => !document.querySelector('.jp-mod-current.jp-mod-dirty')",
-                           timeout=15_000)
-    deadline = time.monotonic() + 15
+                           timeout=STEP_TIMEOUT)
+    deadline = time.monotonic() + 60
     while (course / STEP / MODULE).read_text() != solved and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (course / STEP / MODULE).read_text() == solved, "the editor did not save the module"
@@ -369,20 +374,33 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     dialog.locator("button", has_text="OK").first.click()
 
 
+def test_landing_page_and_every_released_step_open_cleanly(watched, course):
+    page = watched.page
+    page.goto(watched.server.url("/"))           # make lab's default page: index.ipynb
+    page.locator(".jp-MarkdownOutput h1", has_text="start here").wait_for(timeout=LOAD_TIMEOUT)
+    for step in ("step1_data", "step2_masking", "step3_sft", "step4_lora"):
+        assert page.locator(f".jp-MarkdownOutput a[href*='{step}/tutorial.ipynb']").count()
+    watched.shot("0-landing-page")
+    for step in sorted(p.name for p in course.glob("step*") if (p / "tutorial.ipynb").exists()):
+        open_notebook(watched, f"{step}/tutorial.ipynb")
+        page.locator(".jp-MarkdownOutput h1", has_text="Step").first.wait_for()
+        watched.shot(f"step-{step}")
+
+
 def test_instructor_sees_the_graded_submission_in_formgrader(watched):
     page = watched.page
     page.goto(watched.server.url("/lab"))
-    page.locator(".lm-MenuBar-itemLabel").first.wait_for(timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel").first.wait_for(timeout=LOAD_TIMEOUT)
     menu(page, "Nbgrader", "Formgrader")
     frame = page.frame_locator("iframe")
-    frame.locator("td", has_text=STEP).first.wait_for(timeout=60_000)
+    frame.locator("td", has_text=STEP).first.wait_for(timeout=LOAD_TIMEOUT)
     watched.shot("5-instructor-formgrader-assignments")
     row = frame.locator("tr", has_text=STEP).first
     assert "1" in row.text_content()
-    frame.locator("a", has_text="Manage Students").first.wait_for(timeout=10_000)
+    frame.locator("a", has_text="Manage Students").first.wait_for(timeout=STEP_TIMEOUT)
     row.locator("a[href*='manage_submissions']").click()  # "# Submissions": the list
     student = frame.locator("tr", has_text=STUDENT).first
-    student.wait_for(timeout=30_000)
+    student.wait_for(timeout=STEP_TIMEOUT)
     cells = [re.sub(r"\s+", " ", c).strip() for c in student.locator("td").all_text_contents()]
     assert "graded" in cells and "2 / 16" in cells, cells  # TODO 1: its visible and hidden test
     watched.shot("6-instructor-graded-submission")

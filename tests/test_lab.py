@@ -32,7 +32,7 @@ def test_index_lists_every_step_with_its_tutorials_time_and_the_checklist():
             m = re.search(r"\*\*Time:\*\* (\d+)[–-](\d+) minutes", source.read_text())
             assert m, f"{source}: no '**Time:** A–B minutes' line"
             row = next(line for line in text.splitlines() if f"({step}/tutorial.ipynb)" in line)
-            assert f"{m[1]}–{m[2]} min" in row, f"index.ipynb: {step}'s time differs from {source}"
+            assert f"{m[1]}–{m[2]} min" in row, f"index.ipynb: {step}'s time is not {source}'s"
     assert text.count("- [ ]") >= 6, "the self-check checklist"
 
 
