@@ -4,8 +4,10 @@
     .venv/bin/python -m benchmarks.bench_course step3_sft       # some steps
     .venv/bin/python -m benchmarks.bench_course --top 5         # the 5 slowest cells of each
 
-Each notebook runs with nbclient in a fresh kernel, in its own folder (as a learner runs it), and
-is not written back (solution notebooks are committed without outputs). Prints each notebook's
+Each notebook runs with nbclient in a fresh kernel, in a copy of its folder under
+build/bench_course/ (same depth as solutions/<step>, so it runs as a learner runs it, and what it
+writes stays out of solutions/); nothing is written back (solution notebooks are committed
+without outputs). Prints each notebook's
 wall time, its slowest cells (where the time goes) and the total against the budget
 (10 minutes on 2 cores). Writes benchmarks/results/course_time.json.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -64,12 +67,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    paths = [REPO_ROOT / "solutions" / s / "tutorial.ipynb" for s in args.steps]
-    paths = [p for p in paths if p.exists()]
+    paths = []
+    for step in args.steps:
+        src = REPO_ROOT / "solutions" / step
+        if (src / "tutorial.ipynb").exists():
+            dst = REPO_ROOT / "build" / "bench_course" / step
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                "build", "__pycache__", ".ipynb_checkpoints"))
+            paths.append(dst / "tutorial.ipynb")
     load_start = os.getloadavg()
     results = []
     for path in paths:
-        print(f"{path.relative_to(REPO_ROOT)} ...", flush=True)
+        print(f"{path.parent.name}/tutorial.ipynb ...", flush=True)
         r = run_notebook(path)
         results.append(r)
         status = "ok" if r["error"] is None else f"FAILED ({r['error']})"

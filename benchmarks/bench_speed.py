@@ -8,8 +8,10 @@ Same model (the embedded base model, fp32, sdpa), same data (the train split tok
 - course_padded: step 3's hand-written loop (`sft.train`), step 2's padding collate;
 - course_packed: the same loop and the same conversations per step, packed by
   `course.packing.PackedCollator(512)` (block-diagonal mask, restarting position_ids);
-- course_prepacked: the loop on rows packed over the whole split (`pack_examples`, 512 tokens,
-  4 rows per step, about 16 conversations);
+- course_packed_sparse: the same, with the loss computing the output layer only at supervised
+  positions (`course.packing.sparse_token_loss_sum` in place of step 3's `token_loss_sum`);
+- course_prepacked_sparse: that loss, on rows packed over the whole split (`pack_examples`,
+  512 tokens, 4 rows per step, about 16 conversations);
 - hf_trainer: `transformers.Trainer` with its default padding collator (DataCollatorForSeq2Seq);
 - trl_sft: TRL `SFTTrainer` on the same tokenised data (labels given), padding collator;
 - trl_sft_packed: `SFTTrainer(packing=True)` (bfd: padding-free, one flattened row per batch),
@@ -55,8 +57,8 @@ STEP3 = REPO_ROOT / "solutions" / "step3_sft"
 MAX_LENGTH = 256      # tokens per conversation (step 3's default)
 PACK_LENGTH = 512     # tokens per packed row
 LR = 2e-3
-RUNNERS = ("course_padded", "course_packed", "course_prepacked", "hf_trainer", "trl_sft",
-           "trl_sft_packed")
+RUNNERS = ("course_padded", "course_packed", "course_packed_sparse", "course_prepacked_sparse",
+           "hf_trainer", "trl_sft", "trl_sft_packed")
 
 
 def step3():
@@ -108,12 +110,14 @@ def fresh_model(config=None) -> torch.nn.Module:
 
 # --- the runners -----------------------------------------------------------------------------------
 def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 16,
-               model=None) -> dict[str, float]:
+               model=None, sparse: bool = False) -> dict[str, float]:
+    from unittest import mock
     sft = step3()
     meter = Meter()
     collate = meter.wrap(collate or sft.masking.collate)
     model = model or fresh_model()
-    with tempfile.TemporaryDirectory() as tmp:
+    loss = packing.sparse_token_loss_sum if sparse else sft.token_loss_sum
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(sft, "token_loss_sum", loss):
         cfg = sft.FinetuneConfig(learning_rate=LR, max_steps=steps, batch_size=batch_size,
                                  eval_every=0, log_every=10**9, max_length=MAX_LENGTH,
                                  output_dir=tmp)
@@ -186,8 +190,12 @@ def run_one(name: str, examples, rows, tokenizer, steps: int) -> dict[str, float
         return run_course(examples, tokenizer, steps)
     if name == "course_packed":
         return run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH))
-    if name == "course_prepacked":
-        return run_course(rows, tokenizer, steps, packing.PackedCollator(), batch_size=4)
+    if name == "course_packed_sparse":
+        return run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH),
+                          sparse=True)
+    if name == "course_prepacked_sparse":
+        return run_course(rows, tokenizer, steps, packing.PackedCollator(), batch_size=4,
+                          sparse=True)
     if name == "hf_trainer":
         return run_hf_trainer(examples, tokenizer, steps)
     if name == "trl_sft":
@@ -223,7 +231,8 @@ def model_configs(scale: str) -> dict[str, Any]:
 def model_size_table(examples, tokenizer, steps: int, scale: str, device: str = "cpu",
                      dtype: torch.dtype = torch.float32, compile_model: bool = False
                      ) -> list[dict[str, Any]]:
-    """Packed course loop throughput per model size; epoch time = split tokens / tokens/s."""
+    """Packed course loop throughput per model size (sparse logits); epoch time = split tokens /
+    tokens/s."""
     total_real = sum(len(e["input_ids"]) for e in examples)
     out = []
     for name, cfg in model_configs(scale).items():
@@ -232,7 +241,7 @@ def model_size_table(examples, tokenizer, steps: int, scale: str, device: str = 
         if compile_model:
             model = torch.compile(model)
         r = run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH, dtype=dtype),
-                       model=model)
+                       model=model, sparse=True)
         out.append({"model": name, "parameters": params, "device": device,
                     "dtype": str(dtype).replace("torch.", ""), "compile": compile_model,
                     "real_tokens_per_s": r["real_tokens_per_s"],
@@ -373,6 +382,10 @@ def markdown(result: dict[str, Any]) -> str:
               "boundaries come from position_ids. It is built for flash attention's varlen "
               "kernel; with sdpa on a CPU, transformers builds a block-diagonal mask over the "
               "whole flattened row, so attention costs grow with the square of the whole batch.",
+              "- *_sparse runners: the same loop and batches, with the loss computing the output "
+              "layer only at supervised positions (course.packing.sparse_token_loss_sum; same "
+              "loss and gradients, tests/test_packing.py). The output layer (128 -> 4096) is "
+              "the embedded model's largest matmul and only ~1 position in 9 is supervised.",
               "- Padding waste = padded positions / all positions of the batches trained on.", ""]
     return "\n".join(lines)
 
@@ -417,7 +430,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         speed[n] = dict(speed[n], all_supervised_tokens_per_s=[r["supervised_tokens_per_s"]
                                                               for r in rs])
     ratios = {}
-    for a, b in (("course_packed", "hf_trainer"), ("course_prepacked", "hf_trainer"),
+    for a, b in (("course_packed", "hf_trainer"), ("course_packed_sparse", "hf_trainer"),
+                 ("course_prepacked_sparse", "hf_trainer"),
                  ("course_packed", "course_padded"), ("course_padded", "hf_trainer"),
                  ("course_packed", "trl_sft"), ("course_packed", "trl_sft_packed"),
                  ("trl_sft", "hf_trainer"), ("trl_sft_packed", "hf_trainer")):

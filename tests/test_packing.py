@@ -177,3 +177,14 @@ def test_step3_loop_trains_on_packed_batches_and_reports_waste(sft, tokenizer, e
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
     assert 0.0 <= packed.padding_waste < padded.padding_waste
     assert all("padding_waste" in r for r in packed.train)
+
+
+def test_sparse_logits_loss_equals_token_loss_sum(sft, tokenizer, examples):
+    """Computing the output layer only at supervised positions changes no loss or gradient."""
+    model = load_base_model().float()
+    batch = packing.collate_packed(packing.pack_examples(examples, 512), tokenizer.pad_token_id)
+    reference = loss_and_grads(model, [batch], sft)
+
+    class Sparse:  # token_loss_sum swapped for the sparse one
+        token_loss_sum = staticmethod(packing.sparse_token_loss_sum)
+    assert same(loss_and_grads(model, [batch], Sparse), reference)
