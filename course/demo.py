@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-eval", type=int, default=200, help="held-out conversations to score")
     ap.add_argument("--before-only", action="store_true", help="skip the fine-tuning runs")
     ap.add_argument("--steps", type=int, help="optimizer steps per run (default: per device)")
-    ap.add_argument("--ranks", type=int, nargs="*", help="LoRA rank sweep (default 1..32)")
+    ap.add_argument("--ranks", type=int, nargs="*", help="LoRA rank sweep (default 1 4 8 32)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the JSON and plots go")
     args = ap.parse_args(argv)
     seed_everything(0)
