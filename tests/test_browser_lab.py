@@ -279,7 +279,7 @@ def menu(page, top: str, item: str) -> None:
 
 
 def open_notebook(w: Watched, path: str) -> None:
-    w.page.goto(w.server.url(f"/lab/tree/{path}"))
+    w.page.goto(w.server.url(f"/lab/tree/{path}?reset"))  # only this document: a light page
     w.page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=LOAD_TIMEOUT)
     # the kernel has started and connected (before that, Run All asks which kernel to start)
     w.page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for(
@@ -311,6 +311,21 @@ def show(page, text: str) -> None:
 
 
 # --- the tests -----------------------------------------------------------------------------------
+def test_landing_page_and_every_released_step_open_cleanly(watched, course):
+    page = watched.page
+    home = page.request.get(watched.server.url("/"), max_redirects=0)
+    assert home.status == 302 and home.headers["location"].endswith("/lab/tree/index.ipynb")
+    page.goto(watched.server.url("/lab/tree/index.ipynb?reset"))  # make lab's first page
+    page.locator(".jp-MarkdownOutput h1", has_text="start here").wait_for(timeout=LOAD_TIMEOUT)
+    for step in ("step1_data", "step2_masking", "step3_sft", "step4_lora"):
+        assert page.locator(f".jp-MarkdownOutput a[href*='/{step}/tutorial.ipynb']").count()
+    watched.shot("0-landing-page")
+    for step in sorted(p.name for p in course.glob("step*") if (p / "tutorial.ipynb").exists()):
+        open_notebook(watched, f"{step}/tutorial.ipynb")
+        page.locator(".jp-MarkdownOutput h1", has_text="Step").first.wait_for()
+        watched.shot(f"step-{step}")
+
+
 def test_learner_runs_the_tutorial_and_sees_a_todo_hint(watched):
     page = watched.page
     hint = f"TODO not done: {TODO}() in {MODULE}"
@@ -329,7 +344,7 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     from course.nbgrader.fixtures import reference_module
 
     # the editor: replace the module's text as a paste would, and save with Ctrl+S
-    page.goto(watched.server.url(f"/lab/tree/{STEP}/{MODULE}"))
+    page.goto(watched.server.url(f"/lab/tree/{STEP}/{MODULE}?reset"))
     editor = page.locator(".jp-FileEditor .cm-content")
     editor.wait_for(timeout=LOAD_TIMEOUT)
     learner = (course / STEP / MODULE).read_text()
@@ -372,19 +387,6 @@ def test_learner_fills_a_todo_sees_the_check_pass_and_validates(watched, course)
     assert "check_normalize_record" in text, text[:2000]       # TODO 2 not done: its test fails
     assert "check_alpaca_prompt" not in text, text[:2000]      # TODO 1 done: its test passes
     dialog.locator("button", has_text="OK").first.click()
-
-
-def test_landing_page_and_every_released_step_open_cleanly(watched, course):
-    page = watched.page
-    page.goto(watched.server.url("/"))           # make lab's default page: index.ipynb
-    page.locator(".jp-MarkdownOutput h1", has_text="start here").wait_for(timeout=LOAD_TIMEOUT)
-    for step in ("step1_data", "step2_masking", "step3_sft", "step4_lora"):
-        assert page.locator(f".jp-MarkdownOutput a[href*='{step}/tutorial.ipynb']").count()
-    watched.shot("0-landing-page")
-    for step in sorted(p.name for p in course.glob("step*") if (p / "tutorial.ipynb").exists()):
-        open_notebook(watched, f"{step}/tutorial.ipynb")
-        page.locator(".jp-MarkdownOutput h1", has_text="Step").first.wait_for()
-        watched.shot(f"step-{step}")
 
 
 def test_instructor_sees_the_graded_submission_in_formgrader(watched):
