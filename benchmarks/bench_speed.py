@@ -205,6 +205,37 @@ def run_one(name: str, examples, rows, tokenizer, steps: int) -> dict[str, float
     raise ValueError(name)
 
 
+# --- batch layouts alone: forward + backward, alternating (robust to a shared machine) ------------
+def layout_table(examples, tokenizer, groups: int = 4, repeat: int = 3) -> dict[str, dict]:
+    """Seconds of forward + backward over the same `groups` x 16 conversations per batch layout
+    and loss, the layouts taking turns `repeat` times, best time kept: the part of the speed-up
+    that comes from the batches themselves (no optimizer, data loader or trainer overhead)."""
+    sft = step3()
+    pad = tokenizer.pad_token_id
+    model = fresh_model()
+    chunks = [examples[16 * i:16 * (i + 1)] for i in range(groups)]
+    layouts = {
+        "padded, full logits (the Trainer's batches)": (lambda g: sft.masking.collate(g, pad),
+                                                        sft.token_loss_sum),
+        "packed 512, full logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
+                                    sft.token_loss_sum),
+        "packed 512, sparse logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
+                                      packing.sparse_token_loss_sum),
+        "padded, sparse logits": (lambda g: sft.masking.collate(g, pad),
+                                  packing.sparse_token_loss_sum),
+    }
+    best = {k: float("inf") for k in layouts}
+    for _ in range(repeat):
+        for name, (collate, loss) in layouts.items():
+            t0 = time.perf_counter()
+            for g in chunks:
+                model.zero_grad(set_to_none=True)
+                loss(model, collate(g)).backward()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    base = best["padded, full logits (the Trainer's batches)"]
+    return {k: {"seconds": v, "speedup": base / v} for k, v in best.items()}
+
+
 # --- how cost grows ------------------------------------------------------------------------------
 def model_configs(scale: str) -> dict[str, Any]:
     """The embedded model's config and wider / deeper variants (random init)."""
@@ -351,6 +382,15 @@ def markdown(result: dict[str, Any]) -> str:
     if target is not None:
         lines += ["", f"Target >= 1.5x the HF Trainer default: "
                       f"{'met' if target >= 1.5 else 'NOT met'} ({target:.2f}x)."]
+    if result.get("layouts"):
+        lines += ["", "## Batch layouts alone (forward + backward over the same conversations)", "",
+                  "Alternating runs, best of each: robust to a shared machine; no optimizer, "
+                  "data loader or trainer overhead.", "",
+                  "| layout | seconds | speed-up |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['seconds']:.3f} | {v['speedup']:.2f}x |"
+                  for k, v in result["layouts"].items() if k != "load_average"]
+        if "load_average" in result["layouts"]:
+            lines.append(f"\nLoad average after: {result['layouts']['load_average'][0]:.1f}.")
     lines += ["", "![speed](speed.png)", "", "## Time per epoch vs dataset size", "",
               "| copies of train | conversations | tokens | packed rows | tokenise s | pack s | "
               "train min/epoch (est.) |", "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -398,6 +438,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runners", nargs="*", default=list(RUNNERS))
     parser.add_argument("--smoke", action="store_true", help="tiny: every code path in seconds")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--layouts-only", action="store_true",
+                        help="measure only the batch-layout table; merge it into speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -411,6 +453,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.steps, args.repeat = 3, 1
         train = train.select(range(200))
     examples = sft.tokenize_split(train, tokenizer, MAX_LENGTH)
+    print("batch layouts (forward + backward) ...", flush=True)
+    layouts = layout_table(examples, tokenizer, 2 if args.smoke else 4, 1 if args.smoke else 3)
+    for k, v in layouts.items():
+        print(f"  {k:45s} {v['seconds']:7.3f} s  {v['speedup']:5.2f}x", flush=True)
+    if args.layouts_only:
+        result = json.loads((args.out / "speed.json").read_text(encoding="utf-8"))
+        result["layouts"] = dict(layouts, load_average=os.getloadavg())
+        write_report(result, args.out)
+        return result
     rows = packing.pack_examples(examples, PACK_LENGTH)
     print(f"{len(examples)} conversations, {len(rows)} packed rows of <= {PACK_LENGTH}; "
           f"{args.steps} steps, best of {args.repeat}; load average {info['load_average_start']}",
@@ -467,7 +518,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "conversations_per_step": 16, "max_length": MAX_LENGTH,
                            "pack_length": PACK_LENGTH, "smoke": args.smoke},
               "runs": runs, "speed": speed, "ratios": ratios, "model_size": model_size,
-              "dataset_size": data_size, "gpu": gpu}
+              "dataset_size": data_size, "gpu": gpu,
+              "layouts": dict(layouts, load_average=os.getloadavg())}
     write_report(result, args.out)
     print(f"wrote {args.out}/speed.json, speed.png, BENCHMARKS.md")
     return result
