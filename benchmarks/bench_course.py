@@ -52,6 +52,11 @@ def run_notebook(path: Path, timeout: int = 1200) -> dict:
     except Exception as err:  # noqa: BLE001 - report and go on with the next notebook
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
     wall = time.perf_counter() - start
+    running = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                    and "iopub.execute_input" in c.get("metadata", {}).get("execution", {})
+                    and "shell.execute_reply" not in c["metadata"]["execution"]), None)
+    if error is not None and running is not None:  # the cell that was running when it stopped
+        error += f" [in cell {running}: {nb.cells[running].source.strip().splitlines()[0][:80]}]"
     cells = [{"index": i, "seconds": _seconds(c),
               "source": c.source.strip().splitlines()[0][:90] if c.source.strip() else ""}
              for i, c in enumerate(nb.cells) if c.cell_type == "code"]
