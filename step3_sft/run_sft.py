@@ -1,8 +1,8 @@
 """Fine-tune the course's base model with the loop of sft_exercise.py, from the command line.
 
-    python run_sft.py                                   # the notebook's run, one process
+    python run_sft.py                   # the notebook's run (FinetuneConfig.course_run()), one process
     torchrun --nproc_per_node 2 run_sft.py --batch-size 8      # 2 processes, same global batch
-    accelerate launch --num_processes 2 run_sft.py --batch-size 8
+    accelerate launch --multi_gpu --num_processes 2 run_sft.py --batch-size 8
     python run_sft.py --resume                          # continue from output_dir/checkpoint.pt
 
 Every FinetuneConfig field is an option (--learning-rate, --max-steps, --grad-accum-steps, ...).
@@ -27,7 +27,7 @@ import sft_exercise as sft  # noqa: E402  (the learner's loop: yours once the TO
 
 def parse(argv: list[str] | None = None) -> tuple[sft.FinetuneConfig, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = sft.FinetuneConfig()
+    defaults = sft.FinetuneConfig.course_run()
     for field in dataclasses.fields(sft.FinetuneConfig):
         value = getattr(defaults, field.name)
         if isinstance(value, bool):

@@ -96,6 +96,17 @@ class FinetuneConfig:
                       eval_every=200, save_every=500)
         return cls(**{**values, **overrides})
 
+    @classmethod
+    def course_run(cls, **overrides: Any) -> "FinetuneConfig":
+        """The notebook's fine-tuning of the embedded model (`make sft-loop` runs it too): the
+        settings of the HF Trainer reference run (benchmarks/reference_sft.py), 1200 steps of
+        32 sequences (16 x 2 accumulation), lr 2e-3 with 60 warmup steps, no weight decay."""
+        values = dict(learning_rate=2e-3, max_steps=1200, batch_size=16, grad_accum_steps=2,
+                      warmup_steps=60, weight_decay=0.0, max_grad_norm=1.0, max_length=384,
+                      eval_every=100, eval_batches=8, sample_every=300, save_every=400,
+                      log_every=10, output_dir="build/step3_sft/run")
+        return cls(**{**values, **overrides})
+
     def global_batch_size(self, world_size: int = 1) -> int:
         """Sequences per optimizer step, over all processes."""
         return self.batch_size * self.grad_accum_steps * world_size
