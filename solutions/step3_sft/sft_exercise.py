@@ -104,7 +104,7 @@ class FinetuneConfig:
         values = dict(learning_rate=2e-3, max_steps=1200, batch_size=16, grad_accum_steps=2,
                       warmup_steps=60, weight_decay=0.0, max_grad_norm=1.0, max_length=384,
                       eval_every=100, eval_batches=8, sample_every=300, save_every=400,
-                      log_every=10, output_dir="build/step3_sft/run")
+                      log_every=10, output_dir=str(_course_build() / "step3_sft" / "run"))
         return cls(**{**values, **overrides})
 
     def global_batch_size(self, world_size: int = 1) -> int:
@@ -140,6 +140,12 @@ class FinetuneConfig:
                 "grad_accum_steps", "warmup_ratio", "warmup_steps", "weight_decay",
                 "adam_betas", "adam_eps", "max_grad_norm", "max_length", "shuffle", "seed")
         return {k: _plain(getattr(self, k)) for k in keys}
+
+
+def _course_build() -> Path:
+    """The course's build/ folder (never inside a step folder, whatever the working directory)."""
+    from course import REPO_ROOT
+    return REPO_ROOT / "build"
 
 
 def _plain(value: Any) -> Any:
