@@ -166,9 +166,6 @@ def cost_bars(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
 
 
 # --- step 3: the training loop -------------------------------------------------------------------
-
-
-# --- step 3: the training loop -------------------------------------------------------------------
 def training_curves(train: Sequence[Mapping], evals: Sequence[Mapping] = (),
                     title: str = "Fine-tuning") -> Figure:
     """Three panels over optimizer steps: train and validation loss, learning rate, gradient
