@@ -22,7 +22,7 @@ from course.nbgrader.release import generate
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 
 STEP, MODULE = "step4_lora", "lora_exercise.py"
-POINTS = 32
+POINTS = 33  # 13 visible checks (1 each), 13 hidden tests (19), the LORA_LR check (1)
 WRONG = [REPO_ROOT / "tests" / "wrong" / STEP / f"{name}.py"
          for name in ("no_scaling", "b_random_init", "unload_without_merge")]
 

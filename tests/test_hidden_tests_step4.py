@@ -17,7 +17,7 @@ STEP, MODULE = "step4_lora", "lora_exercise.py"
 FOLDER = REPO_ROOT / "tests" / "wrong" / STEP
 CLASSIC = sorted(FOLDER.glob("*.py"))
 WRONG = CLASSIC + sorted((FOLDER / "more").glob("*.py"))
-POINTS = 32  # 13 visible checks, 13 hidden tests, the LORA_LR check
+POINTS = 33  # 13 visible checks (1 each), 13 hidden tests (19), the LORA_LR check (1)
 
 
 @pytest.fixture(scope="module")
