@@ -389,8 +389,11 @@ print(f"base model exact match: {before.score:.1%}")
 
 # %% [markdown]
 # The run: the settings of the course's HF `Trainer` reference (`FinetuneConfig.course_run()`:
-# 1200 steps of 32 conversations, lr 2e-3), about 5 minutes on 2 CPU cores (a few seconds
-# while grading). `make sft-loop` runs the same from the command line (`run_sft.py`).
+# 1200 steps of 32 conversations, lr 2e-3). It is the longest cell of the course: 16 minutes
+# measured on a busy 2-core machine (less on an idle one; a few seconds while grading). For a
+# quick look pass `max_steps=300` to `course_run` — the format is learned by then, the reading
+# skills need the full budget. `make sft-loop` runs the same from the command line
+# (`run_sft.py`): held-out exact match 58.9 % with this loop, 56.5 % with the HF `Trainer`.
 
 # %%
 run_cfg = ex.FinetuneConfig.course_run()
