@@ -129,6 +129,42 @@ class HiddenTestFailure(AssertionError):
         self.public = public
 
 
+class HiddenReport:
+    """Soft assertions for one hidden test (the hidden checks of steps 3 and 4): `expect(ok, kind, detail)`; `case(label)` turns an
+    exception into a failure; `finish()` raises HiddenTestFailure if anything failed."""
+
+    def __init__(self, grade: str):
+        self.grade, self.label, self.checked = grade, "", 0
+        self.failures: list[tuple[str, str]] = []
+
+    def expect(self, ok: bool, kind: str, detail: str = "") -> bool:
+        self.checked += 1
+        if not ok:
+            self.failures.append((kind, f"[{self.label}] {kind}: {detail}"))
+        return bool(ok)
+
+    @contextlib.contextmanager
+    def case(self, label: str) -> Iterator[None]:
+        self.label = label
+        try:
+            yield
+        except NotImplementedError:
+            raise  # an unfinished TODO: the notebook shows its hint
+        except Exception as err:  # noqa: BLE001 - any learner error is a failed case
+            self.checked += 1
+            kind = f"raised {type(err).__name__} ({label})"
+            self.failures.append((kind, f"[{label}] raised {type(err).__name__}: {err}"))
+
+    def finish(self) -> None:
+        if self.failures:
+            kinds = list(dict.fromkeys(k for k, _ in self.failures))
+            public = (f"{self.grade}: {len(self.failures)} of {self.checked} hidden checks "
+                      f"failed; failing kinds: {', '.join(kinds[:6])}"
+                      f"{' ...' if len(kinds) > 6 else ''}")
+            raise HiddenTestFailure(public, "\n".join(f"  {d}" for _, d in self.failures[:8]))
+        print(f"{self.grade}: all {self.checked} hidden checks pass")
+
+
 def compare_with_reference(name: str, learner: Callable, reference: Callable,
                            cases: Sequence[tuple[str, tuple, dict]],
                            equal: Callable[[Any, Any], bool] | None = None,

@@ -31,53 +31,18 @@ import random
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from course.grading import HiddenTestFailure, patched
+from course.grading import HiddenReport, patched
 
 STEP = "step3_sft"
 TOL = 1e-6      # losses, gradients and weights: the same float32 ops in a correct implementation
 LR_TOL = 1e-12  # the schedule is a formula of Python floats
 
 
-# --- the report ----------------------------------------------------------------------------------
-class _Report:
-    """Soft assertions for one hidden test: `expect(ok, kind, detail)`; `case(label)` turns an
-    exception into a failure; `finish()` raises HiddenTestFailure if anything failed."""
-
-    def __init__(self, grade: str):
-        self.grade, self.label, self.checked = grade, "", 0
-        self.failures: list[tuple[str, str]] = []
-
-    def expect(self, ok: bool, kind: str, detail: str = "") -> bool:
-        self.checked += 1
-        if not ok:
-            self.failures.append((kind, f"[{self.label}] {kind}: {detail}"))
-        return bool(ok)
-
-    @contextlib.contextmanager
-    def case(self, label: str) -> Iterator[None]:
-        self.label = label
-        try:
-            yield
-        except NotImplementedError:
-            raise  # an unfinished TODO: the notebook shows its hint
-        except Exception as err:  # noqa: BLE001 - any learner error is a failed case
-            self.checked += 1
-            kind = f"raised {type(err).__name__} ({label})"
-            self.failures.append((kind, f"[{label}] raised {type(err).__name__}: {err}"))
-
-    def finish(self) -> None:
-        if self.failures:
-            kinds = list(dict.fromkeys(k for k, _ in self.failures))
-            public = (f"{self.grade}: {len(self.failures)} of {self.checked} hidden checks "
-                      f"failed; failing kinds: {', '.join(kinds[:6])}"
-                      f"{' ...' if len(kinds) > 6 else ''}")
-            raise HiddenTestFailure(public, "\n".join(f"  {d}" for _, d in self.failures[:8]))
-        print(f"{self.grade}: all {self.checked} hidden checks pass")
 
 
 def _seeded(fn: Callable) -> Callable:
@@ -183,7 +148,7 @@ def _no_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # --- total_steps ---------------------------------------------------------------------------------
 def total_steps_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("total_steps_hidden")
+    report = HiddenReport("total_steps_hidden")
     cases = [("max_steps set", dict(max_steps=7, num_epochs=3.0), 1000, 1),
              ("one epoch, no accumulation", dict(batch_size=16), 1000, 1),
              ("gradient accumulation", dict(batch_size=8, grad_accum_steps=4), 1000, 1),
@@ -209,7 +174,7 @@ def total_steps_hidden(ex: ModuleType, ref: ModuleType) -> None:
 
 # --- param_groups --------------------------------------------------------------------------------
 def param_groups_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("param_groups_hidden")
+    report = HiddenReport("param_groups_hidden")
     models = [("all parameters trainable", _model(), 0.1),
               ("embeddings and norms frozen", _model(frozen=("embed_tokens", "norm")), 0.05),
               ("only attention trainable", _model(frozen=("mlp", "embed", "norm")), 0.0)]
@@ -237,7 +202,7 @@ def param_groups_hidden(ex: ModuleType, ref: ModuleType) -> None:
 
 # --- lr_lambda -----------------------------------------------------------------------------------
 def lr_lambda_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("lr_lambda_hidden")
+    report = HiddenReport("lr_lambda_hidden")
     rng = random.Random(6)
     settings = [("warmup then cosine", 10, 100), ("no warmup", 0, 50), ("warmup only", 20, 20),
                 ("one step of warmup", 1, 2), ("long run", 150, 3000)]
@@ -293,7 +258,7 @@ def _run_steps(module: ModuleType, ref: ModuleType, steps: list[list[dict]], cli
 
 @_seeded
 def train_step_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("train_step_hidden")
+    report = HiddenReport("train_step_hidden")
     plain = [_batches(ref, [4])]
     accum = [_batches(ref, [3, 1, 2], 0), _batches(ref, [1, 4, 1], 6), _batches(ref, [2, 2, 2], 12)]
     cases = [
@@ -340,7 +305,7 @@ def train_step_hidden(ex: ModuleType, ref: ModuleType) -> None:
 # --- evaluate ------------------------------------------------------------------------------------
 @_seeded
 def evaluate_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("evaluate_hidden")
+    report = HiddenReport("evaluate_hidden")
     batches = _batches(ref, [3, 1, 5, 2])
     cases = [("unequal batches", batches, True, 0.0), ("one batch", batches[:1], True, 0.0),
              ("model in eval mode before", batches, False, 0.0),
@@ -382,7 +347,7 @@ def evaluate_hidden(ex: ModuleType, ref: ModuleType) -> None:
 
 # --- early stopping ------------------------------------------------------------------------------
 def early_stopping_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("early_stopping_hidden")
+    report = HiddenReport("early_stopping_hidden")
     rng = random.Random(7)
     sequences = [
         ("steady improvement", 2, 0.0, [3.0, 2.5, 2.0, 1.8, 1.7]),
@@ -435,7 +400,7 @@ def _same_state(a: Any, b: Any) -> bool:
 
 @_seeded
 def save_checkpoint_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("save_checkpoint_hidden")
+    report = HiddenReport("save_checkpoint_hidden")
     model, opt, sched = _trained_state(ref)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sub" / "checkpoint.pt"
@@ -489,7 +454,7 @@ def save_checkpoint_hidden(ex: ModuleType, ref: ModuleType) -> None:
 
 @_seeded
 def load_checkpoint_hidden(ex: ModuleType, ref: ModuleType) -> None:
-    report = _Report("load_checkpoint_hidden")
+    report = HiddenReport("load_checkpoint_hidden")
     model, opt, sched = _trained_state(ref, 3)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "checkpoint.pt"

@@ -33,47 +33,12 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from course.grading import HiddenTestFailure, compare_with_reference, patched, short
+from course.grading import HiddenReport, compare_with_reference, patched, short
 
 ATOL = RTOL = 1e-5   # hand-written and reference code may order float operations differently
 WEIGHT_TOL = 1e-6    # merged weights: one addition, the same in every correct implementation
 
 
-# --- the report ----------------------------------------------------------------------------------
-class _Report:
-    """Soft assertions for one hidden test: `expect(ok, kind, detail)`; `case(label)` turns an
-    exception into a failure; `finish()` raises HiddenTestFailure if anything failed."""
-
-    def __init__(self, grade: str):
-        self.grade, self.label, self.checked = grade, "", 0
-        self.failures: list[tuple[str, str]] = []
-
-    def expect(self, ok: bool, kind: str, detail: str = "") -> bool:
-        self.checked += 1
-        if not ok:
-            self.failures.append((kind, f"[{self.label}] {kind}: {detail}"))
-        return bool(ok)
-
-    @contextlib.contextmanager
-    def case(self, label: str) -> Iterator[None]:
-        self.label = label
-        try:
-            yield
-        except NotImplementedError:
-            raise  # an unfinished TODO: the notebook shows its hint
-        except Exception as err:  # noqa: BLE001 - any learner error is a failed case
-            self.checked += 1
-            kind = f"raised {type(err).__name__} ({label})"
-            self.failures.append((kind, f"[{label}] raised {type(err).__name__}: {err}"))
-
-    def finish(self) -> None:
-        if self.failures:
-            kinds = list(dict.fromkeys(k for k, _ in self.failures))
-            public = (f"{self.grade}: {len(self.failures)} of {self.checked} hidden checks "
-                      f"failed; failing kinds: {', '.join(kinds[:6])}"
-                      f"{' ...' if len(kinds) > 6 else ''}")
-            raise HiddenTestFailure(public, "\n".join(f"  {d}" for _, d in self.failures[:8]))
-        print(f"{self.grade}: all {self.checked} hidden checks pass")
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = ATOL) -> bool:
@@ -246,7 +211,7 @@ def _randomise(ref: ModuleType, model: nn.Module, seed: int = 0) -> None:
 def lora_linear_init_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """LoRALinear.__init__: frozen base kept as is, shapes, zero B, A's init, scaling, dropout
     on the LoRA path, exactly A and B trainable, merged False; bad settings rejected."""
-    report = _Report("lora_linear_init")
+    report = HiddenReport("lora_linear_init")
     for case in _layer_cases(seed=41, n_random=5):
         with report.case(case["label"]):
             _check_init(report, ex, ref, case)
@@ -265,7 +230,7 @@ def lora_linear_init_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report.finish()
 
 
-def _check_init(report: _Report, ex: ModuleType, ref: ModuleType, case: dict) -> None:
+def _check_init(report: HiddenReport, ex: ModuleType, ref: ModuleType, case: dict) -> None:
     d_in, d_out, r, alpha = case["d_in"], case["d_out"], case["r"], case["alpha"]
     settings, dtype = _settings(case), case.get("dtype", torch.float32)
     base = _base(case)
@@ -327,7 +292,7 @@ def _check_init(report: _Report, ex: ModuleType, ref: ModuleType, case: dict) ->
     report.expect(base.weight.grad is None, "no gradient for the base weight")
 
 
-def _check_dropout_module(report: _Report, module: nn.Module, p: float, dtype) -> None:
+def _check_dropout_module(report: HiddenReport, module: nn.Module, p: float, dtype) -> None:
     ones = torch.ones(4000, dtype=dtype)
     module.train()
     out = module(ones)
@@ -348,7 +313,7 @@ def lora_linear_forward_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """LoRALinear.forward on layers holding the reference's state: outputs and gradients (of A,
     B and the input) equal the reference's; dropout only on the LoRA input, off in eval mode;
     a merged layer returns base_layer(x) alone."""
-    report = _Report("lora_linear_forward")
+    report = HiddenReport("lora_linear_forward")
     ref_forward = ref.LoRALinear.forward
     shapes = [(3, 5), (7,), (2, 2, 3)]
     for i, case in enumerate(_layer_cases(seed=42, n_random=4)):
@@ -404,7 +369,7 @@ def _value_and_grads(layer: nn.Module, x: torch.Tensor, forward: Callable | None
 @_seeded
 def get_delta_weight_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """get_delta_weight(): B @ A * scaling, shape (out, in), dtype of the LoRA weights."""
-    report = _Report("get_delta_weight")
+    report = HiddenReport("get_delta_weight")
     for i, case in enumerate(_layer_cases(seed=43, n_random=4)):
         with report.case(case["label"]):
             layer = _shell(ex, ref, case, seed=i)
@@ -420,7 +385,7 @@ def get_delta_weight_hidden(ex: ModuleType, ref: ModuleType) -> None:
 def merge_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """merge(): W += delta, merged set, same outputs, bias and A, B untouched, base still frozen;
     merging twice adds nothing; a NaN update raises ValueError and leaves W as it was."""
-    report = _Report("merge")
+    report = HiddenReport("merge")
     with _patched_class(ex.LoRALinear, get_delta_weight=ref.LoRALinear.get_delta_weight):
         for i, case in enumerate(_layer_cases(seed=44, n_random=3)):
             with report.case(case["label"]):
@@ -443,7 +408,7 @@ def merge_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report.finish()
 
 
-def _check_merge(report: _Report, ex: ModuleType, ref: ModuleType, case: dict,
+def _check_merge(report: HiddenReport, ex: ModuleType, ref: ModuleType, case: dict,
                  seed: int) -> None:
     layer = _shell(ex, ref, case, seed=seed)
     x = _input(case, seed=seed)
@@ -477,7 +442,7 @@ def _check_merge(report: _Report, ex: ModuleType, ref: ModuleType, case: dict,
 def unmerge_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """unmerge(): W back to the base weight, merged cleared, the LoRA path used again;
     unmerging twice or an unmerged layer changes nothing."""
-    report = _Report("unmerge")
+    report = HiddenReport("unmerge")
     with _patched_class(ex.LoRALinear, get_delta_weight=ref.LoRALinear.get_delta_weight,
                         merge=ref.LoRALinear.merge):
         for i, case in enumerate(_layer_cases(seed=45, n_random=3)):
@@ -572,7 +537,7 @@ def find_target_modules_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """find_target_modules: the same names in the same order as the reference ("all-linear"
     without the output head, lists by matches_target); TypeError for a non-Linear match,
     ValueError naming a target that matches nothing."""
-    report = _Report("find_target_modules")
+    report = HiddenReport("find_target_modules")
     with patched(ex, matches_target=ref.matches_target):
         for label, make, targets in _target_cases():
             with report.case(label):
@@ -603,7 +568,7 @@ def find_target_modules_hidden(ex: ModuleType, ref: ModuleType) -> None:
 def inject_lora_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """inject_lora: exactly the targets replaced in place (same module objects as base_layer),
     settings passed on, only A and B trainable, the same outputs at init, returns the model."""
-    report = _Report("inject_lora")
+    report = HiddenReport("inject_lora")
     cases = [
         ("all-linear", _tiny_qwen, "all-linear", dict(r=4, alpha=8.0)),
         ("two targets with rsLoRA and dropout", lambda: _tiny_qwen(tied=False),
@@ -619,7 +584,7 @@ def inject_lora_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report.finish()
 
 
-def _check_inject(report: _Report, ex: ModuleType, ref: ModuleType, model: nn.Module,
+def _check_inject(report: HiddenReport, ex: ModuleType, ref: ModuleType, model: nn.Module,
                   targets, settings: dict) -> None:
     names = ref.find_target_modules(model, targets)
     originals = {name: model.get_submodule(name) for name in names}
@@ -673,7 +638,7 @@ def count_parameters_hidden(ex: ModuleType, ref: ModuleType) -> None:
 @_seeded
 def adapter_state_dict_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """adapter_state_dict: peft's keys for every LoRA layer, A and B only, equal values."""
-    report = _Report("adapter_state_dict")
+    report = HiddenReport("adapter_state_dict")
 
     def qwen():
         return ref.inject_lora(_tiny_qwen(), ["q_proj", "down_proj"], r=4, alpha=8)
@@ -712,7 +677,7 @@ def adapter_state_dict_hidden(ex: ModuleType, ref: ModuleType) -> None:
 def merge_and_unload_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """merge_and_unload: every LoRA layer merged once and replaced by its own base_layer; the
     same outputs; the original state_dict keys; returns the model."""
-    report = _Report("merge_and_unload")
+    report = HiddenReport("merge_and_unload")
     cases = [("Qwen2 all-linear", _tiny_qwen, "all-linear", False),
              ("one layer already merged", lambda: _tiny_qwen(tied=False), ["q_proj", "up_proj"],
               True),
