@@ -13,7 +13,6 @@ from __future__ import annotations
 import types
 
 import pytest
-import torch
 
 from course import REPO_ROOT
 from course.grading import load_reference
@@ -30,13 +29,7 @@ CLASSIC = {  # the mistakes issue 5 lists; each must have its own wrong implemen
     "nan_on_fully_masked_batch"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors, shared cores: PyTorch's thread pool only slows these tests down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,7 @@ DIST_TOL = 1e-4      # relative, 2 processes vs 1 (different padding and reducti
 WORKER = REPO_ROOT / "tests" / "step3_distributed_worker.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

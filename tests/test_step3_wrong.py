@@ -11,7 +11,6 @@ from __future__ import annotations
 import types
 
 import pytest
-import torch
 
 from course import REPO_ROOT
 from course.grading import load_reference
@@ -28,12 +27,7 @@ CLASSIC = {  # the mistakes issue 6 lists; each must have its own wrong implemen
     "resume_forgets_rng", "non_atomic_checkpoint"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

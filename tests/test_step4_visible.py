@@ -7,7 +7,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from course import REPO_ROOT
 from course.checks import step4_lora as checks
@@ -22,12 +21,7 @@ VISIBLE = ["lora_linear_init", "lora_linear_forward", "get_delta_weight", "merge
            "estimate_training_memory"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _module(text: str) -> types.ModuleType:

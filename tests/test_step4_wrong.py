@@ -27,13 +27,7 @@ CLASSIC = {  # the mistakes issue 7 lists; each has its own wrong implementation
     "unmerge_not_restoring", "wrong_modules_substring", "rslora_ignored", "merge_twice_doubles"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors, shared cores: PyTorch's thread pool only slows these tests down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
