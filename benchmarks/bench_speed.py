@@ -5,18 +5,22 @@
 
 Same model (the embedded base model, fp32, sdpa), same data (the train split tokenised by step
 3's `tokenize_split`, max_length 256), same step count and 16 conversations per step:
-- course_padded: step 3's hand-written loop (`sft.train`), step 2's padding collate;
+- course_padded_full_logits: step 3's hand-written loop (`sft.train`) and step 2's padding
+  collate, with logits at every position (`course.packing.full_logits_loss_sum` in place of
+  step 3's `token_loss_sum`): what the Trainer computes;
+- course_padded: the loop as step 3 teaches it: its `token_loss_sum` computes the output layer
+  only at supervised positions (same loss and gradients);
 - course_packed: the same loop and the same conversations per step, packed by
   `course.packing.PackedCollator(512)` (block-diagonal mask, restarting position_ids);
-- course_packed_sparse: the same, with the loss computing the output layer only at supervised
-  positions (`course.packing.sparse_token_loss_sum` in place of step 3's `token_loss_sum`);
-- course_prepacked_sparse: that loss, on rows packed over the whole split (`pack_examples`,
-  512 tokens, 4 rows per step, about 16 conversations);
+- course_prepacked: the loop on rows packed over the whole split (`pack_examples`, 512 tokens,
+  4 rows per step, about 16 conversations);
 - hf_trainer: `transformers.Trainer` with its default padding collator (DataCollatorForSeq2Seq);
 - trl_sft: TRL `SFTTrainer` on the same tokenised data (labels given), padding collator;
 - trl_sft_packed: `SFTTrainer(packing=True)` (bfd: padding-free, one flattened row per batch),
-  max_length 512, 4 rows per step.
-CPU settings everywhere: fp32 (no bf16), no gradient checkpointing, no evaluation, no saving.
+  max_length 512, 4 rows per step;
+- trl_sft_defaults: trl_sft with SFTConfig's own bf16 and gradient-checkpointing defaults (what
+  a CPU user gets without turning them off; timed over fewer steps).
+CPU settings everywhere else: fp32 (no bf16), no gradient checkpointing, no evaluation, no saving.
 Speed = supervised tokens (labels scored by the loss) per second, timed from the end of the first
 step to the end of the last one (the first step warms up), best of `--repeat` runs that take
 turns (the machine is shared: the load average is recorded). Also: real tokens/s and the padding
@@ -57,8 +61,9 @@ STEP3 = REPO_ROOT / "solutions" / "step3_sft"
 MAX_LENGTH = 256      # tokens per conversation (step 3's default)
 PACK_LENGTH = 512     # tokens per packed row
 LR = 2e-3
-RUNNERS = ("course_padded", "course_packed", "course_packed_sparse", "course_prepacked_sparse",
-           "hf_trainer", "trl_sft", "trl_sft_packed")
+RUNNERS = ("course_padded_full_logits", "course_padded", "course_packed", "course_prepacked",
+           "hf_trainer", "trl_sft", "trl_sft_packed", "trl_sft_defaults")
+DEFAULTS_STEPS = 6    # trl_sft_defaults is ~10x slower on a CPU: fewer steps are enough to time it
 
 
 def step3():
@@ -110,13 +115,13 @@ def fresh_model(config=None) -> torch.nn.Module:
 
 # --- the runners -----------------------------------------------------------------------------------
 def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 16,
-               model=None, sparse: bool = False) -> dict[str, float]:
+               model=None, full_logits: bool = False) -> dict[str, float]:
     from unittest import mock
     sft = step3()
     meter = Meter()
     collate = meter.wrap(collate or sft.masking.collate)
     model = model or fresh_model()
-    loss = packing.sparse_token_loss_sum if sparse else sft.token_loss_sum
+    loss = packing.full_logits_loss_sum if full_logits else sft.token_loss_sum
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(sft, "token_loss_sum", loss):
         cfg = sft.FinetuneConfig(learning_rate=LR, max_steps=steps, batch_size=batch_size,
                                  eval_every=0, log_every=10**9, max_length=MAX_LENGTH,
@@ -126,13 +131,17 @@ def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 
     return meter.result(steps, 1)
 
 
-def _trainer_args(steps: int, batch_size: int, tmp: str, trl: bool = False, **extra):
+def _trainer_args(steps: int, batch_size: int, tmp: str, trl: bool = False,
+                  library_defaults: bool = False, **extra):
+    """CPU settings (fp32, no gradient checkpointing) unless `library_defaults`: then bf16 and
+    gradient checkpointing are left at what the library picks (TRL's SFTConfig turns both on)."""
     common = dict(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size,
                   learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0.05,
                   weight_decay=0.01, max_grad_norm=1.0, logging_strategy="no",
                   save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
-                  bf16=False, fp16=False, gradient_checkpointing=False, seed=0,
-                  dataloader_num_workers=0, disable_tqdm=True)
+                  seed=0, dataloader_num_workers=0, disable_tqdm=True)
+    if not library_defaults:
+        common.update(bf16=False, fp16=False, gradient_checkpointing=False)
     if trl:
         from trl import SFTConfig
         return SFTConfig(**common, **extra)
@@ -167,8 +176,8 @@ def run_hf_trainer(examples, tokenizer, steps: int, batch_size: int = 16) -> dic
     return meter.result(steps, 1)
 
 
-def run_trl(examples, tokenizer, steps: int, packed: bool, batch_size: int = 16
-            ) -> dict[str, float]:
+def run_trl(examples, tokenizer, steps: int, packed: bool, batch_size: int = 16,
+            library_defaults: bool = False) -> dict[str, float]:
     import datasets
     from trl import SFTTrainer
     meter = Meter()
@@ -177,31 +186,34 @@ def run_trl(examples, tokenizer, steps: int, packed: bool, batch_size: int = 16
     extra = dict(max_length=PACK_LENGTH if packed else MAX_LENGTH, packing=packed,
                  dataset_num_proc=None)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = SFTTrainer(model=fresh_model(), args=_trainer_args(
-            steps, batch_size, tmp, trl=True, **extra), train_dataset=data,
-            processing_class=tokenizer, callbacks=[_StepClock(meter)])
+        args = _trainer_args(steps, batch_size, tmp, trl=True,
+                             library_defaults=library_defaults, **extra)
+        trainer = SFTTrainer(model=fresh_model(), args=args, train_dataset=data,
+                             processing_class=tokenizer, callbacks=[_StepClock(meter)])
         trainer.data_collator = meter.wrap(trainer.data_collator)
         trainer.train()
-    return meter.result(steps, 1)
+    return dict(meter.result(steps, 1), bf16=bool(args.bf16),
+                gradient_checkpointing=bool(args.gradient_checkpointing))
 
 
 def run_one(name: str, examples, rows, tokenizer, steps: int) -> dict[str, float]:
+    if name == "course_padded_full_logits":
+        return run_course(examples, tokenizer, steps, full_logits=True)
     if name == "course_padded":
         return run_course(examples, tokenizer, steps)
     if name == "course_packed":
         return run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH))
-    if name == "course_packed_sparse":
-        return run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH),
-                          sparse=True)
-    if name == "course_prepacked_sparse":
-        return run_course(rows, tokenizer, steps, packing.PackedCollator(), batch_size=4,
-                          sparse=True)
+    if name == "course_prepacked":
+        return run_course(rows, tokenizer, steps, packing.PackedCollator(), batch_size=4)
     if name == "hf_trainer":
         return run_hf_trainer(examples, tokenizer, steps)
     if name == "trl_sft":
         return run_trl(examples, tokenizer, steps, packed=False)
     if name == "trl_sft_packed":
         return run_trl(examples, tokenizer, steps, packed=True, batch_size=4)
+    if name == "trl_sft_defaults":
+        return run_trl(examples, tokenizer, max(3, min(steps, DEFAULTS_STEPS)), packed=False,
+                       library_defaults=True)
     raise ValueError(name)
 
 
@@ -216,13 +228,13 @@ def layout_table(examples, tokenizer, groups: int = 4, repeat: int = 3) -> dict[
     chunks = [examples[16 * i:16 * (i + 1)] for i in range(groups)]
     layouts = {
         "padded, full logits (the Trainer's batches)": (lambda g: sft.masking.collate(g, pad),
-                                                        sft.token_loss_sum),
+                                                        packing.full_logits_loss_sum),
         "packed 512, full logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
-                                    sft.token_loss_sum),
+                                    packing.full_logits_loss_sum),
         "packed 512, sparse logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
-                                      packing.sparse_token_loss_sum),
+                                      sft.token_loss_sum),
         "padded, sparse logits": (lambda g: sft.masking.collate(g, pad),
-                                  packing.sparse_token_loss_sum),
+                                  sft.token_loss_sum),
     }
     best = {k: float("inf") for k in layouts}
     for _ in range(repeat):
@@ -262,8 +274,7 @@ def model_configs(scale: str) -> dict[str, Any]:
 def model_size_table(examples, tokenizer, steps: int, scale: str, device: str = "cpu",
                      dtype: torch.dtype = torch.float32, compile_model: bool = False
                      ) -> list[dict[str, Any]]:
-    """Packed course loop throughput per model size (sparse logits); epoch time = split tokens /
-    tokens/s."""
+    """Packed course loop throughput per model size; epoch time = split tokens / tokens/s."""
     total_real = sum(len(e["input_ids"]) for e in examples)
     out = []
     for name, cfg in model_configs(scale).items():
@@ -272,7 +283,7 @@ def model_size_table(examples, tokenizer, steps: int, scale: str, device: str = 
         if compile_model:
             model = torch.compile(model)
         r = run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH, dtype=dtype),
-                       model=model, sparse=True)
+                       model=model)
         out.append({"model": name, "parameters": params, "device": device,
                     "dtype": str(dtype).replace("torch.", ""), "compile": compile_model,
                     "real_tokens_per_s": r["real_tokens_per_s"],
@@ -422,10 +433,11 @@ def markdown(result: dict[str, Any]) -> str:
               "boundaries come from position_ids. It is built for flash attention's varlen "
               "kernel; with sdpa on a CPU, transformers builds a block-diagonal mask over the "
               "whole flattened row, so attention costs grow with the square of the whole batch.",
-              "- *_sparse runners: the same loop and batches, with the loss computing the output "
-              "layer only at supervised positions (course.packing.sparse_token_loss_sum; same "
-              "loss and gradients, tests/test_packing.py). The output layer (128 -> 4096) is "
-              "the embedded model's largest matmul and only ~1 position in 9 is supervised.",
+              "- Sparse logits: step 3's token_loss_sum computes the output layer only at "
+              "supervised positions (same loss and gradients as logits everywhere, "
+              "tests/test_packing.py); course_padded_full_logits is the same loop computing "
+              "logits everywhere, as the Trainer does. The output layer (128 -> 4096) is the "
+              "embedded model's largest matmul and only ~1 position in 9 is supervised.",
               "- Padding waste = padded positions / all positions of the batches trained on.", ""]
     return "\n".join(lines)
 
@@ -481,11 +493,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         speed[n] = dict(speed[n], all_supervised_tokens_per_s=[r["supervised_tokens_per_s"]
                                                               for r in rs])
     ratios = {}
-    for a, b in (("course_packed", "hf_trainer"), ("course_packed_sparse", "hf_trainer"),
-                 ("course_prepacked_sparse", "hf_trainer"),
-                 ("course_packed", "course_padded"), ("course_padded", "hf_trainer"),
+    for a, b in (("course_packed", "hf_trainer"), ("course_padded", "hf_trainer"),
+                 ("course_prepacked", "hf_trainer"), ("course_padded_full_logits", "hf_trainer"),
+                 ("course_packed", "course_padded"), ("course_padded", "trl_sft"),
                  ("course_packed", "trl_sft"), ("course_packed", "trl_sft_packed"),
-                 ("trl_sft", "hf_trainer"), ("trl_sft_packed", "hf_trainer")):
+                 ("trl_sft", "hf_trainer"), ("trl_sft_packed", "hf_trainer"),
+                 ("trl_sft_defaults", "trl_sft")):
         if a in speed and b in speed:
             ratios[f"{a} / {b}"] = (speed[a]["supervised_tokens_per_s"]
                                     / speed[b]["supervised_tokens_per_s"])

@@ -250,26 +250,16 @@ def model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str | No
             for k in MODEL_INPUTS if batch.get(k) is not None}
 
 
-def sparse_token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Step 3's `token_loss_sum` (the summed cross-entropy over supervised tokens), computing the
-    output layer only where the loss looks.
-
-    The output layer (hidden -> vocabulary) is the largest matmul of a small model, and the
-    log-softmax over the vocabulary the largest tensor; yet only positions whose next label is
-    supervised (the answers: about 1 token in 9 here) enter the loss. A forward pre-hook on
-    `model.get_output_embeddings()` hands it only those hidden states, so logits are (N, vocab)
-    instead of (B, L, vocab). Same loss and gradients (tests/test_packing.py).
-    """
+def full_logits_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The summed cross-entropy over the supervised tokens, with logits at *every* position (what
+    `model(..., labels=...)` and the 🤗 Trainer compute). Step 3's `token_loss_sum` returns the
+    same value computing the output layer only at supervised positions; benchmarks and tests
+    compare the two."""
     device = next(model.parameters()).device
+    logits = model(**model_inputs(batch, device), use_cache=False).logits
     targets = F.pad(batch["labels"].to(device), (0, 1), value=IGNORE_INDEX)[:, 1:]
-    keep = targets != IGNORE_INDEX
-    handle = model.get_output_embeddings().register_forward_pre_hook(
-        lambda module, args: (args[0][keep],))
-    try:
-        logits = model(**model_inputs(batch, device), use_cache=False).logits
-    finally:
-        handle.remove()
-    return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 # --- length-grouped batching -------------------------------------------------------------------------

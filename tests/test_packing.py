@@ -187,12 +187,16 @@ def test_step3_loop_trains_on_packed_batches_and_reports_waste(sft, tokenizer, e
     assert all("padding_waste" in r for r in packed.train)
 
 
-def test_sparse_logits_loss_equals_token_loss_sum(sft, tokenizer, examples):
-    """Computing the output layer only at supervised positions changes no loss or gradient."""
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_sparse_logits_loss_equals_full_logits(sft, tokenizer, examples, layout):
+    """Step 3's token_loss_sum computes the output layer only at supervised positions: the same
+    loss and gradients as logits everywhere (what model(labels=...) and the Trainer do)."""
     model = load_base_model().float()
-    batch = packing.collate_packed(packing.pack_examples(examples, 512), tokenizer.pad_token_id)
-    reference = loss_and_grads(model, [batch], sft)
+    pad = tokenizer.pad_token_id
+    batch = (packing.collate_packed(packing.pack_examples(examples, 512), pad)
+             if layout == "packed" else sft.masking.collate(examples[:16], pad))
+    sparse = loss_and_grads(model, [batch], sft)
 
-    class Sparse:  # token_loss_sum swapped for the sparse one
-        token_loss_sum = staticmethod(packing.sparse_token_loss_sum)
-    assert same(loss_and_grads(model, [batch], Sparse), reference)
+    class Full:  # token_loss_sum swapped for logits at every position
+        token_loss_sum = staticmethod(packing.full_logits_loss_sum)
+    assert same(sparse, loss_and_grads(model, [batch], Full))
