@@ -222,6 +222,28 @@ def dataclass_replace(cfg, **kw):
     return dataclasses.replace(cfg, **kw)
 
 
+def test_metrics_go_to_jsonl_and_tensorboard(sx, tok, examples, base, tmp_path):
+    """Every logged train/validation record is in metrics.jsonl and, with tensorboard installed
+    (the dev extra), in TensorBoard's event files under output_dir/tensorboard with the same
+    values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    train, val = examples
+    cfg = _cfg(sx, tmp_path, max_steps=4, eval_every=2, log_every=1)
+    sx.train(copy.deepcopy(base), tok, train, val, cfg, progress=False)
+    records = sx.read_metrics(cfg.output_dir)
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if r["split"] == "val"] == [0, 2, 4]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/grad_norm", "val/loss", "val/perplexity"} <= set(
+        events.Tags()["scalars"])
+    for split in ("train", "val"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"{split}/loss")]
+        expected = [(r["step"], r["loss"]) for r in records if r["split"] == split]
+        assert [s for s, _ in logged] == [s for s, _ in expected]
+        assert all(math.isclose(a, b, rel_tol=1e-6) for (_, a), (_, b) in zip(logged, expected))
+
+
 def test_resume_refuses_another_config_or_model(sx, tok, examples, base, tmp_path):
     train, val = examples
     cfg = _cfg(sx, tmp_path, max_steps=1)
