@@ -178,3 +178,17 @@ def test_unfinished_todo_shows_its_hint_and_still_fails_the_cell(tmp_path):
     with pytest.raises(CellExecutionError, match="add one"):  # the kernel reported an error
         NotebookClient(nb, resources={"metadata": {"path": str(tmp_path)}},
                        timeout=60).execute()
+
+
+# --- gradebook -----------------------------------------------------------------------------------
+def test_learners_are_registered_by_id_and_instructor_names_kept(tmp_path):
+    """formgrader shows "last, first": new learners get their id there (not "None, None");
+    a name the instructor typed in formgrader is never overwritten."""
+    from course.nbgrader.gradebook import open_gradebook, register_learners
+    with open_gradebook(tmp_path) as gb:
+        gb.add_student("grace", first_name="Grace", last_name="Hopper")
+    register_learners(tmp_path, ["ada", "grace"])
+    register_learners(tmp_path, ["ada"])  # twice: no error, no duplicate
+    with open_gradebook(tmp_path) as gb:
+        names = {s.id: (s.last_name, s.first_name) for s in gb.students}
+    assert names == {"ada": ("ada", ""), "grace": ("Hopper", "Grace")}

@@ -31,7 +31,8 @@ import nbformat
 
 from course.nbgrader import NOTEBOOK, course_root, exercise_modules, released_steps, run_nbgrader
 from course.nbgrader.execute import KERNEL_DIED, NOT_RUN, TIMEOUT, UNRESPONSIVE
-from course.nbgrader.gradebook import format_table, read_scores, test_order, write_csv
+from course.nbgrader.gradebook import (format_table, read_scores, register_learners, test_order,
+                                      write_csv)
 from course.nbgrader.structure import read_notebook, structure_events
 
 TODO = re.compile(r"TODO not done\S*: (\w+)\(\)")
@@ -133,6 +134,7 @@ def autograde(root: Path, step: str, students: list[str] | None = None) -> list[
         args += [f"--CourseDirectory.student_id_exclude="
                  f"{','.join(s for s in submissions(root, step) if s not in students)}"]
     if subs:
+        register_learners(root, list(subs))
         run_nbgrader(args, root, log=log, check=False)  # exits 1 if any submission failed
     failed = {m.group(2) for m in FAILED.finditer(log.read_text(encoding="utf-8"))
               if m.group(1) == step}

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import csv
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from course.nbgrader import COURSE_ID
+
+
+def open_gradebook(root: Path):
+    """nbgrader's Gradebook of course root `root` (a context manager). Creating a new database
+    runs the `alembic` script, so this interpreter's bin/ goes first on PATH."""
+    from nbgrader.api import Gradebook
+
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    return Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID)
 
 
 @dataclass
@@ -20,10 +33,8 @@ class Scores:
 
 def read_scores(root: Path, step: str) -> dict[str, Scores]:
     """Every submission of `step` in the gradebook of course root `root`, by learner id."""
-    from nbgrader.api import Gradebook
-
     out: dict[str, Scores] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with open_gradebook(root) as gb:
         for sub in gb.assignment_submissions(step):
             tests, manual = {}, False
             for nb in sub.notebooks:
@@ -35,11 +46,24 @@ def read_scores(root: Path, step: str) -> dict[str, Scores]:
     return out
 
 
+def register_learners(root: Path, students: list[str]) -> None:
+    """Add learners to the gradebook under their id as last name, so formgrader lists "ada, "
+    rather than "None, None". Names an instructor already set are kept."""
+    from nbgrader.api import MissingEntry
+
+    with open_gradebook(root) as gb:
+        for student in students:
+            try:
+                known = gb.find_student(student)
+            except MissingEntry:
+                known = None
+            if known is None or (known.first_name is None and known.last_name is None):
+                gb.update_or_create_student(student, last_name=student, first_name="")
+
+
 def test_order(root: Path, step: str) -> list[str]:
     """grade_ids of the step's test cells, in notebook order (from the gradebook)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with open_gradebook(root) as gb:
         assignment = gb.find_assignment(step)
         names = [c.name for nb in assignment.notebooks for c in nb.grade_cells]
         order = [c.name for nb in assignment.notebooks for c in nb.source_cells]
