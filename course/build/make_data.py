@@ -137,14 +137,15 @@ def make_dirty(clean: list[dict], rng: random.Random) -> list[dict]:
 
 
 # --- pretraining corpus --------------------------------------------------------------------------
-def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: float) -> list[str]:
+def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: float,
+                          qa_max: int = 3) -> list[str]:
     """Stories, some followed by plain-text question/answer pairs about them (reading practice,
     as web text has; no chat tokens, so the base model never sees the instruction format)."""
     rng = random.Random(f"{seed}-pretrain")
     docs = []
     for facts, story in generate_stories(n, names, seed=rng.randrange(2**31)):
         if rng.random() < qa_fraction:
-            k = rng.randint(1, 3)
+            k = rng.randint(1, qa_max)
             tasks = rng.sample([t for t in TASKS if t not in NO_STORY_TASKS], k)
             qa = [TASKS[t](facts, rng) for t in tasks]
             story += "\n" + "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in qa)
