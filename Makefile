@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
         collect formgrader lab clean bench-grading bench-lora bench-masking \
-        bench bench-course
+        bench bench-sft bench-course
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -53,6 +53,8 @@ bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end 
 
 bench: setup  ## speed: course loop + packing vs HF Trainer vs TRL; cost vs data/model size -> benchmarks/results/BENCHMARKS.md
 	$(PY) -m benchmarks.bench_speed
+
+bench-sft: bench  ## step 3: the same report (the loop vs HF Trainer vs TRL SFTTrainer, tokens/s)
 
 bench-course: setup  ## run the four solution notebooks from clean kernels; wall time each + total (<= 10 min)
 	$(PY) -m benchmarks.bench_course

@@ -34,13 +34,14 @@ def tokenized_split(split: str, tokenizer, max_length: int = 384):
 
 
 def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
-        eval_limit: int | None = None) -> dict:
+        eval_limit: int | None = None, model_name: str | None = None,
+        group_by_length: bool = False) -> dict:
     seed_everything(seed)
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(model_name)
     test = load_split("test")
     if eval_limit:
         test = test.select(range(eval_limit))
-    model = load_base_model(device="cpu" if pick_device().type == "cpu" else None)
+    model = load_base_model(model_name, device="cpu" if pick_device().type == "cpu" else None)
 
     t0 = time.time()
     base = exact_match(model, tokenizer, test, progress=True)
@@ -52,6 +53,7 @@ def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 20),
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=25, save_strategy="no",
         report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=0,
+        group_by_length=group_by_length,  # batches of similar lengths: less padding
         bf16=False, fp16=False, gradient_checkpointing=False,  # both slow a tiny model on CPU
         use_cpu=pick_device().type == "cpu", disable_tqdm=False)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
@@ -69,7 +71,8 @@ def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         "device": str(model.device), "torch_threads": torch.get_num_threads(),
         "parameters": count_parameters(model), "train_conversations": len(train),
         "test_conversations": len(test), "max_steps": max_steps, "batch_size": batch_size,
-        "lr": lr, "seed": seed, "train_minutes": train_s / 60,
+        "lr": lr, "seed": seed, "group_by_length": group_by_length,
+        "model": model_name or "embedded", "train_minutes": train_s / 60,
         "eval_seconds": eval_s, "base_eval_seconds": base_eval_s,
         "base_exact_match": base.score, "base_per_task": base.per_task,
         "sft_exact_match": after.score, "sft_per_task": after.per_task,
@@ -85,10 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N only")
+    ap.add_argument("--model", default=None, help="model path or hub id (default: embedded)")
+    ap.add_argument("--group-by-length", action="store_true",
+                    help="Trainer's group_by_length (batches of similar lengths)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     res = run(args.max_steps, args.lr, args.batch_size, args.seed,
-              Path("build/reference_sft"), args.eval_limit)
+              Path("build/reference_sft"), args.eval_limit, args.model, args.group_by_length)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"base exact match {res['base_exact_match']:.1%} -> SFT {res['sft_exact_match']:.1%} "
