@@ -42,8 +42,9 @@ base-model: setup  ## pretrain the embedded base model on CPU (~10 min on 2 core
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
 	$(PY) -m benchmarks.reference_sft
 
-sft-loop: setup  ## step 3: the notebook's SFT run with the hand-written loop; exact match -> JSON
-	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --results ../../benchmarks/results/step3_sft.json
+sft-loop: setup  ## step 3: the hand-written loop, packed, with the reference's full budget (1200 steps); exact match -> JSON
+	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --max-steps 1200 --pack-length 512 \
+		--results ../../benchmarks/results/step3_sft.json
 
 bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/results/full_vs_lora_*
 	$(PY) -m benchmarks.full_vs_lora

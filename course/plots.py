@@ -207,3 +207,38 @@ def overfitting_curves(runs: Mapping[str, tuple[Sequence[Mapping], Sequence[Mapp
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def packing_layout(padded: Mapping, packed: Mapping, title: str = "Padding vs packing") -> Figure:
+    """The same conversations as a padded batch and as a packed one (collated dicts), each
+    position coloured by the conversation it belongs to (white: padding), and the attention
+    mask of the first packed row: one causal triangle per conversation, nothing across."""
+    import numpy as np
+
+    def owners(batch: Mapping) -> np.ndarray:  # conversation number of each real position
+        real = batch.get("padding_mask", batch.get("attention_mask")).numpy()
+        if "position_ids" in batch and "padding_mask" in batch:  # a new conversation at each 0
+            starts = (batch["position_ids"].numpy() == 0) & (real == 1)
+            ids = np.cumsum(starts.reshape(-1)).reshape(real.shape) - 1
+        else:  # one conversation per row
+            ids = np.repeat(np.arange(len(real))[:, None], real.shape[1], axis=1)
+        return np.where(real == 1, ids % 20, np.nan)
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6),
+                             gridspec_kw={"width_ratios": [1.3, 1.3, 1]})
+    for ax, batch, name in ((axes[0], padded, "padded"), (axes[1], packed, "packed")):
+        grid = owners(batch)
+        waste = np.isnan(grid).mean()
+        ax.imshow(grid, aspect="auto", cmap="tab20", interpolation="nearest", vmin=0, vmax=19)
+        ax.set_title(f"{name}: {grid.shape[0]} rows x {grid.shape[1]} positions, "
+                     f"{waste:.0%} padding", fontsize=9)
+        ax.set_xlabel("position")
+        ax.set_ylabel("row")
+    mask = packed["attention_mask"][0, 0].numpy() == 0  # 0 = may attend (additive mask)
+    axes[2].imshow(mask, cmap="Greys", interpolation="nearest")
+    axes[2].set_title("packed row 0: who may attend to whom", fontsize=9)
+    axes[2].set_xlabel("key position")
+    axes[2].set_ylabel("query position")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

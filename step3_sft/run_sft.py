@@ -4,6 +4,7 @@
     torchrun --nproc_per_node 2 run_sft.py --batch-size 8      # 2 processes, same global batch
     accelerate launch --multi_gpu --num_processes 2 run_sft.py --batch-size 8
     python run_sft.py --resume                          # continue from output_dir/checkpoint.pt
+    python run_sft.py --pack-length 512                 # packed micro-batches (course/packing.py)
 
 Every FinetuneConfig field is an option (--learning-rate, --max-steps, --grad-accum-steps, ...).
 Process 0 writes the metrics (output_dir/metrics.jsonl), the checkpoint and, with --results,
@@ -47,6 +48,8 @@ def parse(argv: list[str] | None = None) -> tuple[sft.FinetuneConfig, argparse.N
     ap.add_argument("--val-limit", type=int, default=500)
     ap.add_argument("--test-limit", type=int, default=None, help="exact match on N only")
     ap.add_argument("--results", type=Path, default=None, help="write a JSON summary here")
+    ap.add_argument("--pack-length", type=int, default=0,
+                    help="pack each micro-batch into rows of at most N tokens (0: pad)")
     args = ap.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(sft.FinetuneConfig)}
     values["adam_betas"] = tuple(values["adam_betas"])
@@ -80,11 +83,16 @@ def main(argv: list[str] | None = None) -> dict:
     from course.evaluate import chat_prompt
     prompts = [chat_prompt(tokenizer, m) for m in samples]
 
+    collate = None
+    if args.pack_length:
+        from course.packing import PackedCollator
+        collate = PackedCollator(args.pack_length)
     result = sft.train(model, tokenizer, train, val, cfg, resume=args.resume,
-                       sample_prompts=prompts)
+                       sample_prompts=prompts, collate=collate)
     summary = {"world_size": world_size, "steps": result.steps,
                "train_minutes": result.seconds / 60, "prepare_seconds": prep_s,
-               "stopped_early": result.stopped_early,
+               "stopped_early": result.stopped_early, "pack_length": args.pack_length,
+               "padding_waste": result.padding_waste,
                "final_val_loss": result.evals[-1]["loss"] if result.evals else None,
                "final_train_loss": result.train[-1]["loss"] if result.train else None,
                "tokens_per_s": (sum(r["tokens_per_s"] for r in result.train)
