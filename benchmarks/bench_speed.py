@@ -438,7 +438,17 @@ def markdown(result: dict[str, Any]) -> str:
               "tests/test_packing.py); course_padded_full_logits is the same loop computing "
               "logits everywhere, as the Trainer does. The output layer (128 -> 4096) is the "
               "embedded model's largest matmul and only ~1 position in 9 is supervised.",
+              "- TRL's SFTTrainer also computes `entropy` and `mean_token_accuracy` from the full "
+              "logits of every step (its log reports both), which is part of why it trails "
+              "the Trainer with the same batches.",
               "- Padding waste = padded positions / all positions of the batches trained on.", ""]
+    defaults = speed.get("trl_sft_defaults")
+    if defaults is not None and "trl_sft" in speed:
+        lines.insert(-1, f"- trl_sft_defaults: with nothing turned off, SFTConfig resolved "
+                         f"bf16={defaults.get('bf16')} and gradient_checkpointing="
+                         f"{defaults.get('gradient_checkpointing')} on this CPU; it ran at "
+                         f"{ratios.get('trl_sft_defaults / trl_sft', float('nan')):.2f}x the "
+                         f"speed of trl_sft (timed over {DEFAULTS_STEPS - 2} steps).")
     return "\n".join(lines)
 
 
