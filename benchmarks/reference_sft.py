@@ -33,6 +33,16 @@ def tokenized_split(split: str, tokenizer, max_length: int = 384):
                   remove_columns=ds.column_names, desc=f"tokenize {split}")
 
 
+def sampling(group_by_length: bool) -> dict:
+    """TrainingArguments for batches of similar lengths (less padding), in either spelling:
+    `train_sampling_strategy` (newer transformers 5) or `group_by_length`."""
+    if not group_by_length:
+        return {}
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
 def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         eval_limit: int | None = None, model_name: str | None = None,
         group_by_length: bool = False) -> dict:
@@ -53,7 +63,7 @@ def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 20),
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=25, save_strategy="no",
         report_to="none", seed=seed, data_seed=seed, dataloader_num_workers=0,
-        group_by_length=group_by_length,  # batches of similar lengths: less padding
+        **sampling(group_by_length),
         bf16=False, fp16=False, gradient_checkpointing=False,  # both slow a tiny model on CPU
         use_cpu=pick_device().type == "cpu", disable_tqdm=False)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
