@@ -22,7 +22,7 @@ from it and then the learner version in step4_lora/. Instructor-only: never rele
 # - run full fine-tuning and LoRA on the same batches and compare quality, memory, checkpoint
 #   size and speed, then sweep the rank.
 #
-# **Time:** 90–120 minutes (the comparison runs about 4 minutes on 2 CPU cores).
+# **Time:** 90–120 minutes (the comparison runs about 3 minutes on 2 CPU cores).
 # **You edit:** `lora_exercise.py` (13 TODOs) and one cell below. The notebook reloads the module
 # before every cell: save the file and re-run the cell.
 #
@@ -431,7 +431,7 @@ print(f"\N{CHECK MARK} LORA_LR = {lr:g}, {lr / FULL_LR:g} x full fine-tuning's")
 # parameters, optimizer state and checkpoint size, training memory (weights + gradients +
 # optimizer state + the activations autograd keeps, counted tensor by tensor; on a GPU also
 # `torch.cuda.max_memory_allocated`) and the median step time. It picks the GPU when there is
-# one. About 4 minutes on 2 CPU cores; while your work is graded, the committed results are
+# one. About 3 minutes on 2 CPU cores; while your work is graded, the committed results are
 # shown instead.
 
 # %%
