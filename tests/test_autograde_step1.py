@@ -7,23 +7,16 @@ still graded right and every one of them is in the gradebook).
 """
 from __future__ import annotations
 
-import os
-import shutil
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from course import REPO_ROOT
-from course.nbgrader.autograde import Result, autograde
-from course.nbgrader.collect import collect
 from course.nbgrader.feedback import generate_feedback, page_text
-from course.nbgrader.fixtures import (expected_losses, reference_module, solved_notebook,
-                                      wrong_module, write_submission)
+from course.nbgrader.fixtures import (GradedBatch, environment, expected_losses, grade_batch,
+                                      lost_tests)
 from course.nbgrader.gradebook import read_scores
-from course.nbgrader.release import generate
 from course.nbgrader.structure import grade_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
@@ -76,61 +69,25 @@ def hostile_submissions(solved, reference):
     }
 
 
-@dataclass
-class Batch:
-    root: Path
-    results: dict[str, Result]
-    release_s: float
-    autograde_s: float
-    feedback: dict[str, Path]
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory) -> GradedBatch:
+    hostile = lambda solved, reference: {  # noqa: E731
+        f"hostile-{name}": v for name, v in hostile_submissions(solved, reference).items()}
+    with environment(COURSE_CELL_TIMEOUT=str(CELL_TIMEOUT), COURSE_INTERRUPT_GRACE=str(GRACE)):
+        return grade_batch(tmp_path_factory.mktemp("course"), STEP, MODULE, WRONG, hostile)
 
 
 @pytest.fixture(scope="session")
-def batch(tmp_path_factory) -> Batch:
-    root = tmp_path_factory.mktemp("course")
-    limits = {"COURSE_CELL_TIMEOUT": str(CELL_TIMEOUT), "COURSE_INTERRUPT_GRACE": str(GRACE)}
-    saved = {k: os.environ.get(k) for k in limits}
-    os.environ.update(limits)
-    try:
-        start = time.monotonic()
-        generate(root, [STEP])
-        release_s = time.monotonic() - start
-        inbox = root / "inbox"
-        solved, reference = solved_notebook(root, STEP), reference_module(STEP, MODULE)
-        write_submission(inbox / "reference", solved, {MODULE: reference})
-        shutil.copytree(root / "release" / STEP, inbox / "blank")
-        for wrong in WRONG:
-            write_submission(inbox / f"wrong-{wrong.stem}", solved,
-                             {MODULE: wrong_module(STEP, MODULE, wrong)})
-        for name, (nb, module) in hostile_submissions(solved, reference).items():
-            write_submission(inbox / f"hostile-{name}", nb, {MODULE: module})
-        collect(inbox, STEP, root)
-        start = time.monotonic()
-        results = {r.student: r for r in autograde(root, STEP)}
-        autograde_s = time.monotonic() - start
-        pages = generate_feedback(root, STEP)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    print(f"\nrelease {release_s:.1f} s; autograde {len(results)} submissions {autograde_s:.1f} s")
-    for r in sorted(results.values(), key=lambda r: r.student):
-        print(f"  {r.student:40s} {r.score:4g}/{r.max_score:g}  {r.status:12s} {r.notes}")
-    return Batch(root, results, release_s, autograde_s,
-                 {p.parent.parent.name: p for p in pages})
-
-
-def lost(result: Result) -> set[str]:
-    return {name for name, (score, top) in result.tests.items() if score < top}
+def feedback(batch) -> dict[str, Path]:
+    """The feedback page of each graded learner."""
+    return {p.parent.parent.name: p for p in generate_feedback(batch.root, STEP)}
 
 
 # --- good and blank ---------------------------------------------------------------------------
 def test_reference_gets_full_marks(batch):
     ref = batch.results["reference"]
     assert ref.status == "ok", ref.notes
-    assert ref.max_score == 16 and ref.score == ref.max_score, lost(ref)
+    assert ref.max_score == 16 and ref.score == ref.max_score, lost_tests(ref)
 
 
 def test_blank_release_scores_zero_and_runs_to_the_end(batch):
@@ -151,12 +108,12 @@ def test_wrong_implementation_loses_its_tests(batch, wrong):
     assert result.status == "ok", result.notes
     expected = set(expected_losses(wrong))
     assert expected <= set(result.tests), f"EXPECT_LOSE names unknown tests: {expected}"
-    assert expected <= lost(result), (f"{wrong.name} should lose {sorted(expected)}, "
-                                      f"lost only {sorted(lost(result))}")
+    assert expected <= lost_tests(result), (f"{wrong.name} should lose {sorted(expected)}, "
+                                      f"lost only {sorted(lost_tests(result))}")
 
 
 def test_every_hidden_test_catches_some_wrong_implementation(batch):
-    caught = set().union(*(lost(batch.results[f"wrong-{w.stem}"]) for w in WRONG))
+    caught = set().union(*(lost_tests(batch.results[f"wrong-{w.stem}"]) for w in WRONG))
     hidden = {n for n in batch.results["reference"].tests if n.endswith("_hidden")}
     assert hidden <= caught
 
@@ -165,7 +122,8 @@ def test_every_hidden_test_catches_some_wrong_implementation(batch):
 def test_infinite_loop_is_interrupted_and_the_rest_graded(batch):
     r = batch.results["hostile-infinite_loop"]
     assert r.status == "timeout", r.notes
-    assert lost(r) == {"max_tokens", "clean_conversations"}, lost(r)  # only what needs the cell
+    # only what needs the looping cell is lost
+    assert lost_tests(r) == {"max_tokens", "clean_conversations"}, lost_tests(r)
 
 
 def test_loop_ignoring_interrupts_kills_the_kernel_not_the_batch(batch):
@@ -190,7 +148,7 @@ def test_kernel_death_keeps_earlier_points(batch):
 def test_tampered_notebooks_are_repaired_and_graded_in_full(batch, name, event):
     r = batch.results[f"hostile-{name}"]
     assert r.status == "repaired" and any(event in n for n in r.notes), r.notes
-    assert r.score == r.max_score == 16, lost(r)
+    assert r.score == r.max_score == 16, lost_tests(r)
 
 
 def test_module_raising_on_import_scores_zero_with_a_clear_status(batch):
@@ -215,12 +173,12 @@ def test_nothing_is_lost_from_the_gradebook(batch):
 
 
 # --- feedback ------------------------------------------------------------------------------------
-def test_feedback_hides_hidden_tests_but_keeps_public_hints(batch):
+def test_feedback_hides_hidden_tests_but_keeps_public_hints(batch, feedback):
     graded = {s for s, r in batch.results.items() if r.status != "invalid"}
-    assert graded <= set(batch.feedback)
-    ref = page_text(batch.feedback["reference"])
+    assert graded <= set(feedback)
+    ref = page_text(feedback["reference"])
     assert "hidden tests passed" in ref and "load_reference" not in ref
-    wrong = page_text(batch.feedback["wrong-missing_end_token"])
+    wrong = page_text(feedback["wrong-missing_end_token"])
     assert "format_conversation: " in wrong and "hidden cases differ from the reference" in wrong
     assert "random_conversation" not in wrong and "BEGIN HIDDEN" not in wrong
     assert "missing end token" in wrong  # the visible check's diagnosis is shown in full

@@ -7,21 +7,11 @@ tests/test_hidden_tests_step3.py; grading each with a real kernel would cost a m
 """
 from __future__ import annotations
 
-import os
-import shutil
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 import nbformat
 import pytest
 
 from course import REPO_ROOT
-from course.nbgrader.autograde import Result, autograde
-from course.nbgrader.collect import collect
-from course.nbgrader.fixtures import (expected_losses, reference_module, solved_notebook,
-                                      wrong_module, write_submission)
-from course.nbgrader.release import generate
+from course.nbgrader.fixtures import GradedBatch, environment, expected_losses, grade_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 
@@ -34,50 +24,16 @@ MAX_SCORE = 21
 CELL_TIMEOUT = 120  # seconds; the slowest cell (the short SFT run) takes about 10 s unloaded
 
 
-@dataclass
-class Batch:
-    root: Path
-    results: dict[str, Result]
-    autograde_s: float
-
-
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory) -> Batch:
-    root = tmp_path_factory.mktemp("course3")
-    saved = os.environ.get("COURSE_CELL_TIMEOUT")
-    os.environ["COURSE_CELL_TIMEOUT"] = str(CELL_TIMEOUT)
-    try:
-        generate(root, [STEP])
-        inbox = root / "inbox"
-        solved, reference = solved_notebook(root, STEP), reference_module(STEP, MODULE)
-        write_submission(inbox / "reference", solved, {MODULE: reference})
-        shutil.copytree(root / "release" / STEP, inbox / "blank")
-        for wrong in WRONG:
-            write_submission(inbox / f"wrong-{wrong.stem}", solved,
-                             {MODULE: wrong_module(STEP, MODULE, wrong)})
-        collect(inbox, STEP, root)
-        start = time.monotonic()
-        results = {r.student: r for r in autograde(root, STEP)}
-        autograde_s = time.monotonic() - start
-    finally:
-        if saved is None:
-            os.environ.pop("COURSE_CELL_TIMEOUT", None)
-        else:
-            os.environ["COURSE_CELL_TIMEOUT"] = saved
-    print(f"\nautograde {len(results)} submissions {autograde_s:.1f} s")
-    for r in sorted(results.values(), key=lambda r: r.student):
-        print(f"  {r.student:40s} {r.score:4g}/{r.max_score:g}  {r.status:12s} {r.notes}")
-    return Batch(root, results, autograde_s)
-
-
-def lost(result: Result) -> set[str]:
-    return {name for name, (score, top) in result.tests.items() if score < top}
+def batch(tmp_path_factory) -> GradedBatch:
+    with environment(COURSE_CELL_TIMEOUT=str(CELL_TIMEOUT)):
+        return grade_batch(tmp_path_factory.mktemp("course3"), STEP, MODULE, WRONG)
 
 
 def test_reference_gets_full_marks(batch):
     ref = batch.results["reference"]
     assert ref.status == "ok", ref.notes
-    assert ref.max_score == MAX_SCORE and ref.score == ref.max_score, lost(ref)
+    assert ref.max_score == MAX_SCORE and ref.score == ref.max_score, batch.lost('reference')
 
 
 def test_blank_release_scores_zero_and_every_failure_is_a_todo_hint(batch):
@@ -96,8 +52,8 @@ def test_wrong_implementation_loses_its_tests(batch, wrong):
     assert result.status == "ok", result.notes
     expected = set(expected_losses(wrong))
     assert expected <= set(result.tests), f"EXPECT_LOSE names unknown tests: {expected}"
-    assert expected <= lost(result), (f"{wrong.name} should lose {sorted(expected)}, "
-                                      f"lost only {sorted(lost(result))}")
+    lost = batch.lost(f"wrong-{wrong.stem}")
+    assert expected <= lost, f"{wrong.name} should lose {sorted(expected)}, lost {sorted(lost)}"
 
 
 def test_autograde_fits_its_budget(batch):

@@ -7,17 +7,11 @@ checked in-process in tests/test_hidden_tests_step4.py; this batch proves the re
 """
 from __future__ import annotations
 
-import shutil
-
 import nbformat
 import pytest
 
 from course import REPO_ROOT
-from course.nbgrader.autograde import Result, autograde
-from course.nbgrader.collect import collect
-from course.nbgrader.fixtures import (expected_losses, reference_module, solved_notebook,
-                                      wrong_module, write_submission)
-from course.nbgrader.release import generate
+from course.nbgrader.fixtures import GradedBatch, expected_losses, grade_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 
@@ -28,49 +22,32 @@ WRONG = [REPO_ROOT / "tests" / "wrong" / STEP / f"{name}.py"
 
 
 @pytest.fixture(scope="session")
-def results(tmp_path_factory) -> dict[str, Result]:
-    root = tmp_path_factory.mktemp("course4")
-    generate(root, [STEP])
-    inbox = root / "inbox"
-    solved = solved_notebook(root, STEP)
-    write_submission(inbox / "reference", solved, {MODULE: reference_module(STEP, MODULE)})
-    shutil.copytree(root / "release" / STEP, inbox / "blank")
-    for wrong in WRONG:
-        write_submission(inbox / f"wrong-{wrong.stem}", solved,
-                         {MODULE: wrong_module(STEP, MODULE, wrong)})
-    collect(inbox, STEP, root)
-    graded = {r.student: r for r in autograde(root, STEP)}
-    for r in sorted(graded.values(), key=lambda r: r.student):
-        print(f"  {r.student:32s} {r.score:4g}/{r.max_score:g}  {r.status:10s} {r.notes}")
-    graded["_root"] = root
-    return graded
+def batch(tmp_path_factory) -> GradedBatch:
+    return grade_batch(tmp_path_factory.mktemp("course4"), STEP, MODULE, WRONG)
 
 
-def lost(result: Result) -> set[str]:
-    return {name for name, (score, top) in result.tests.items() if score < top}
-
-
-def test_reference_gets_full_marks(results):
-    ref = results["reference"]
+def test_reference_gets_full_marks(batch):
+    ref = batch.results["reference"]
     assert ref.status == "ok", ref.notes
-    assert ref.max_score == POINTS and ref.score == POINTS, lost(ref)
+    assert ref.max_score == POINTS and ref.score == POINTS, batch.lost('reference')
 
 
-def test_blank_release_scores_zero_with_todo_hints(results):
-    blank = results["blank"]
+def test_blank_release_scores_zero_with_todo_hints(batch):
+    blank = batch.results["blank"]
     assert blank.status == "ok", blank.notes
     assert blank.max_score == POINTS and blank.score == 0
-    graded = results["_root"] / "autograded" / "blank" / STEP / "tutorial.ipynb"
+    graded = batch.root / "autograded" / "blank" / STEP / "tutorial.ipynb"
     errors = {o.ename for c in nbformat.read(str(graded), as_version=4).cells
               for o in c.get("outputs", []) if o.get("output_type") == "error"}
     assert errors == {"NotImplementedError", "TodoNotDone"}, "every failure is a TODO's hint"
 
 
 @pytest.mark.parametrize("wrong", WRONG, ids=[w.stem for w in WRONG])
-def test_wrong_implementation_loses_its_tests(results, wrong):
-    result = results[f"wrong-{wrong.stem}"]
+def test_wrong_implementation_loses_its_tests(batch, wrong):
+    result = batch.results[f"wrong-{wrong.stem}"]
     assert result.status == "ok", result.notes
     expected = set(expected_losses(wrong))
     expected |= {g.removesuffix("_hidden") for g in expected}
-    assert expected <= lost(result), f"{wrong.name}: lost only {sorted(lost(result))}"
+    lost = batch.lost(f"wrong-{wrong.stem}")
+    assert expected <= lost, f"{wrong.name}: lost only {sorted(lost)}"
     assert result.score < POINTS

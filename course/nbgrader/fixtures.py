@@ -4,6 +4,7 @@
     wrong_module(step, module, Path("tests/wrong/step1_data/missing_end_token.py"))
     solved_notebook(root, step)                             # release + the source's answers
     InProcessNotebook("step1_data").failures(module_text)   # test cells that fail, no kernel
+    grade_batch(root, step, module, wrong_files)            # release, collect, autograde: scores
 
 A wrong implementation (docs/AUTHORING.md) is the reference module with the wrong file's source
 appended, so its later `def`s replace the reference's.
@@ -15,9 +16,13 @@ import contextlib
 import copy
 import io
 import os
+import shutil
 import sys
+import time
 import types
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import nbformat
 
@@ -151,3 +156,80 @@ def _restore_env(value: str | None) -> None:
         os.environ.pop(GRADING_ENV, None)
     else:
         os.environ[GRADING_ENV] = value
+
+
+# --- one autograde batch, end to end ---------------------------------------------------------
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables (e.g. COURSE_CELL_TIMEOUT) for the block, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class GradedBatch:
+    """What `grade_batch` graded: results by learner id, and what it cost."""
+
+    root: Path
+    results: dict
+    release_s: float
+    autograde_s: float
+    autograde_cpu_s: float  # CPU time of nbgrader and its kernels: independent of the load
+
+    def lost(self, student: str) -> set[str]:
+        """grade_ids of the tests `student` did not get full points for."""
+        return lost_tests(self.results[student])
+
+
+def lost_tests(result) -> set[str]:
+    """grade_ids of the tests an autograde `Result` did not get full points for."""
+    return {name for name, (score, top) in result.tests.items() if score < top}
+
+
+def _children_cpu() -> float:
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def grade_batch(root: Path, step: str, module: str, wrong_files: Sequence[Path] = (),
+                extra: Callable[[nbformat.NotebookNode, str], dict] | None = None
+                ) -> GradedBatch:
+    """Release `step` into course root `root`, then collect and autograde in one nbgrader run:
+    "reference" (the answer key), "blank" (the untouched release), "wrong-<stem>" for each file
+    of `wrong_files`, and the submissions `extra(solved notebook, reference module text)`
+    returns ({learner: (notebook node or raw text/bytes, module text)})."""
+    from course.nbgrader.autograde import autograde
+    from course.nbgrader.collect import collect
+    from course.nbgrader.release import generate
+
+    start = time.monotonic()
+    generate(root, [step])
+    release_s = time.monotonic() - start
+    inbox = root / "inbox"
+    solved, reference = solved_notebook(root, step), reference_module(step, module)
+    write_submission(inbox / "reference", solved, {module: reference})
+    shutil.copytree(root / "release" / step, inbox / "blank")
+    for wrong in wrong_files:
+        write_submission(inbox / f"wrong-{wrong.stem}", solved,
+                         {module: wrong_module(step, module, wrong)})
+    for learner, (notebook, text) in (extra(solved, reference) if extra else {}).items():
+        write_submission(inbox / learner, notebook, {module: text})
+    collect(inbox, step, root)
+    start, cpu = time.monotonic(), _children_cpu()
+    results = {r.student: r for r in autograde(root, step)}
+    batch = GradedBatch(root, results, release_s, time.monotonic() - start,
+                        _children_cpu() - cpu)
+    print(f"\nrelease {release_s:.1f} s; autograde {len(results)} submissions "
+          f"{batch.autograde_s:.1f} s ({batch.autograde_cpu_s:.1f} s CPU)")
+    for r in sorted(results.values(), key=lambda r: r.student):
+        print(f"  {r.student:40s} {r.score:4g}/{r.max_score:g}  {r.status:12s} {r.notes}")
+    return batch
