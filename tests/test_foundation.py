@@ -203,3 +203,19 @@ def test_pretraining_is_deterministic_from_its_seed(tmp_path):
     sa = load_file(tmp_path / "a" / "model.safetensors")
     sb = load_file(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_reading_probe_covers_every_story_task_on_held_out_names(model, tok):
+    """course.build.probe_reading: deterministic plain-text probes on held-out names, every task
+    that reads a story; the embedded model copies names but not closed-class words
+    (docs/BASE_MODEL.md)."""
+    from course.build.probe_reading import probe_reading, reading_probes
+    from course.build.tasks import NO_STORY_TASKS, TASKS
+    probes = reading_probes(45)
+    assert probes == reading_probes(45)
+    assert {t for t, _, _ in probes} == set(TASKS) - NO_STORY_TASKS
+    heldout = make_data.name_pools()[1]
+    assert all(any(n in p for n in heldout) for _, p, _ in probes[:5])
+    assert all(p.endswith("\nAnswer:") and a.startswith(" ") for _, p, a in probes)
+    scores = probe_reading(model, tok, n=45)
+    assert scores["main_character"] >= 0.6 and scores["found"] <= 0.4
