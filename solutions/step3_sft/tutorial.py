@@ -511,7 +511,7 @@ subset = train_examples[:128]
 runs = {}
 for epochs in ([] if is_grading() else [1, 3, 10]):
     cfg_e = ex.FinetuneConfig(num_epochs=epochs, batch_size=16, grad_accum_steps=1,
-                              warmup_ratio=0.1, eval_every=8, eval_batches=8,
+                              warmup_ratio=0.1, eval_every=8, eval_batches=4,
                               output_dir=checks.tmp_dir())
     run = ex.train(copy.deepcopy(base_model), tokenizer, subset, val_examples, cfg_e,
                    progress=False)
