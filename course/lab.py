@@ -235,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_until_ready(proc, base, token, START_TIMEOUT)
         if args.info_file:  # for scripts and tests: where the server is, once it answers
-            args.info_file.write_text(json.dumps({"base": base, "token": token, "pid": proc.pid,
-                                                  "url": f"{base}{default_url}?token={token}"}))
+            info = {"base": base, "token": token, "pid": proc.pid,
+                    "url": f"{base}{default_url}?token={token}"}
+            partial = args.info_file.with_name(args.info_file.name + ".tmp")
+            partial.write_text(json.dumps(info))
+            partial.replace(args.info_file)  # atomic: a reader never sees a half-written file
         print(f"\n  JupyterLab for the course is running:\n\n    {base}{default_url}?token={token}"
               f"\n\n  formgrader: {base}/formgrader?token={token}"
               f"{'' if not problem else '  (off: ' + problem + ')'}"
