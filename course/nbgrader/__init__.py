@@ -60,10 +60,15 @@ def exercise_modules(step: str) -> list[str]:
     return sorted(p.name for p in folder.glob("*_exercise.py"))
 
 
+def path_with_interpreter_bin(path: str) -> str:
+    """`path` (a PATH value) with this interpreter's bin/ first: nbgrader's gradebook runs the
+    `alembic` script when it creates a database, and must find the one of this environment."""
+    return os.pathsep.join([str(Path(sys.executable).parent), path])
+
+
 def nbgrader_env() -> dict[str, str]:
     env = dict(os.environ)
-    # nbgrader's gradebook runs the `alembic` script: put this interpreter's bin/ first on PATH
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PATH"] = path_with_interpreter_bin(env.get("PATH", ""))
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
     return env

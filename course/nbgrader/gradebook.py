@@ -8,17 +8,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.nbgrader import COURSE_ID
+from course.nbgrader import COURSE_ID, path_with_interpreter_bin
 
 
 def open_gradebook(root: Path):
     """nbgrader's Gradebook of course root `root` (a context manager). Creating a new database
-    runs the `alembic` script, so this interpreter's bin/ goes first on PATH."""
+    runs the `alembic` script in this process, so PATH must lead to this environment's."""
     from nbgrader.api import Gradebook
 
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    path = os.environ.get("PATH", "")
+    if not path.startswith(str(Path(sys.executable).parent) + os.pathsep):
+        os.environ["PATH"] = path_with_interpreter_bin(path)
     return Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID)
 
 
