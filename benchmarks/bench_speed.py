@@ -63,7 +63,8 @@ PACK_LENGTH = 512     # tokens per packed row
 LR = 2e-3
 RUNNERS = ("course_padded_full_logits", "course_padded", "course_packed", "course_prepacked",
            "hf_trainer", "trl_sft", "trl_sft_packed", "trl_sft_defaults")
-DEFAULTS_STEPS = 6    # trl_sft_defaults is ~10x slower on a CPU: fewer steps are enough to time it
+DEFAULTS_STEPS = 6    # trl_sft_defaults: fewer steps, as bf16 + checkpointing were said to be
+                      # ~15x slower on a CPU (measured here: 0.9x, see BENCHMARKS.md)
 
 
 def step3():

@@ -281,16 +281,20 @@ def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int = 0,
 
 
 # --- what padding costs --------------------------------------------------------------------------------
-def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """(real tokens, all positions) of a collated batch: real tokens are marked by
+def real_positions(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, L) bool: which positions of a collated batch hold real tokens, marked by
     "padding_mask", else by a 2D "attention_mask", else every position is real."""
     mask = batch.get("padding_mask")
     if mask is None:
         mask = batch.get("attention_mask")
-    total = batch["input_ids"].numel()
     if mask is None or mask.ndim != 2:
-        return total, total
-    return int(mask.sum()), total
+        return torch.ones_like(batch["input_ids"], dtype=torch.bool)
+    return mask.bool()
+
+
+def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(real tokens, all positions) of a collated batch (`real_positions`)."""
+    return int(real_positions(batch).sum()), batch["input_ids"].numel()
 
 
 def padding_waste(batches: Iterable[dict[str, torch.Tensor]]) -> float:

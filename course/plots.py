@@ -215,14 +215,16 @@ def packing_layout(padded: Mapping, packed: Mapping, title: str = "Padding vs pa
     mask of the first packed row: one causal triangle per conversation, nothing across."""
     import numpy as np
 
+    from course.packing import real_positions
+
     def owners(batch: Mapping) -> np.ndarray:  # conversation number of each real position
-        real = batch.get("padding_mask", batch.get("attention_mask")).numpy()
+        real = real_positions(batch).numpy()
         if "position_ids" in batch and "padding_mask" in batch:  # a new conversation at each 0
-            starts = (batch["position_ids"].numpy() == 0) & (real == 1)
+            starts = (batch["position_ids"].numpy() == 0) & real
             ids = np.cumsum(starts.reshape(-1)).reshape(real.shape) - 1
         else:  # one conversation per row
             ids = np.repeat(np.arange(len(real))[:, None], real.shape[1], axis=1)
-        return np.where(real == 1, ids % 20, np.nan)
+        return np.where(real, ids % 20, np.nan)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6),
                              gridspec_kw={"width_ratios": [1.3, 1.3, 1]})
