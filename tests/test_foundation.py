@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
@@ -110,6 +111,22 @@ def test_generators_are_deterministic():
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     docs = make_data.pretraining_documents(20, make_data.name_pools()[0], 3, 0.5)
     assert docs == make_data.pretraining_documents(20, make_data.name_pools()[0], 3, 0.5)
+
+
+def test_retelling_repeats_every_fact_with_the_stories_cue_words():
+    """The pretraining retelling is what makes copying a closed-class word pay off in plain text:
+    each of its facts follows the same cue words as in the story ("felt calm")."""
+    from course.build.stories import generate_stories, retelling
+    for facts, story in generate_stories(60, make_data.name_pools()[0], seed=5):
+        text = retelling(facts)
+        for cue in (f" to the {facts.place}", f" a {facts.color} {facts.thing}",
+                    f" up {facts.count} {facts.items}", f" felt {facts.feeling}"):
+            assert cue in story and cue in text, (cue, story, text)
+        shuffled = retelling(facts, random.Random(0))
+        prefix = len("In short: ")
+        assert sorted(shuffled[prefix:-1].split(". ")) == sorted(text[prefix:-1].split(". "))
+    docs = make_data.pretraining_documents(50, make_data.name_pools()[0], 3, 0.5, 3, 1.0)
+    assert all("\nIn short: " in d for d in docs)
 
 
 def test_committed_data_is_byte_identical_to_a_fresh_build():

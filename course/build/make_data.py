@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from course.build.stories import StoryFacts, generate_stories, make_names
+from course.build.stories import StoryFacts, generate_stories, make_names, retelling
 from course.build.tasks import NO_STORY_TASKS, SYSTEM_PROMPTS, TASKS
 
 SEED = 1234
@@ -138,12 +138,16 @@ def make_dirty(clean: list[dict], rng: random.Random) -> list[dict]:
 
 # --- pretraining corpus --------------------------------------------------------------------------
 def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: float,
-                          qa_max: int = 3) -> list[str]:
-    """Stories, some followed by plain-text question/answer pairs about them (reading practice,
-    as web text has; no chat tokens, so the base model never sees the instruction format)."""
+                          qa_max: int = 3, retell_fraction: float = 0.0,
+                          retell_shuffle: bool = False) -> list[str]:
+    """Stories, some followed by a retelling and some by plain-text question/answer pairs about
+    them (reading practice, as web text has; no chat tokens, so the base model never sees the
+    instruction format)."""
     rng = random.Random(f"{seed}-pretrain")
     docs = []
     for facts, story in generate_stories(n, names, seed=rng.randrange(2**31)):
+        if retell_fraction and rng.random() < retell_fraction:
+            story += "\n" + retelling(facts, rng if retell_shuffle else None)
         if rng.random() < qa_fraction:
             k = rng.randint(1, qa_max)
             tasks = rng.sample([t for t in TASKS if t not in NO_STORY_TASKS], k)

@@ -41,6 +41,8 @@ class PretrainConfig:
     intermediate: int = 384
     qa_fraction: float = 0.8   # share of stories followed by plain-text Q/A (reading practice)
     qa_max: int = 3            # questions after such a story: 1..qa_max
+    retell_fraction: float = 0.0  # share of stories followed by a retelling of their facts
+    retell_shuffle: int = 0    # 1: retelling sentences in random order
     n_docs: int = 60000
     seed: int = SEED
     threads: int = 0           # torch CPU threads (0 = torch's default)
@@ -107,13 +109,15 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
     dev = pick_device(device)
     seen, heldout = name_pools(cfg.seed)
     t0 = time.time()
-    docs = pretraining_documents(cfg.n_docs, seen, cfg.seed, cfg.qa_fraction, cfg.qa_max)
+    docs = pretraining_documents(cfg.n_docs, seen, cfg.seed, cfg.qa_fraction, cfg.qa_max,
+                                 cfg.retell_fraction, bool(cfg.retell_shuffle))
     tokenizer = train_tokenizer(docs)
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id
     rows = pad_rows(ids, eot, pad, cfg.context)
-    val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction, cfg.qa_max)
+    val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction, cfg.qa_max,
+                                     cfg.retell_fraction, bool(cfg.retell_shuffle))
     val_ids = tokenizer(val_docs, add_special_tokens=False)["input_ids"]
     val_rows = pad_rows(val_ids, eot, pad, cfg.context)
 

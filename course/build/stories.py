@@ -173,3 +173,18 @@ def generate_stories(n: int, names: list[str], seed: int) -> list[tuple[StoryFac
         facts = sample_facts(rng, names)
         out.append((facts, render_story(facts, rng)))
     return out
+
+
+def retelling(f: StoryFacts, rng: random.Random | None = None) -> str:
+    """A plain-text retelling that repeats every fact with the story's own cue words
+    ("went to the", "found a", "picked up", "felt"). In a story each of these facts occurs once,
+    so nothing in story text rewards copying them; a retelling does, which is how the model
+    learns to copy any word it has read, not only names. `rng` shuffles the sentences."""
+    she = f.pronoun.capitalize()
+    sentences = [f"{f.name} went to the {f.place} with {f.friend}.",
+                 f"{she} found a {f.color} {f.thing}.",
+                 f"{she} picked up {f.count} {f.items}.",
+                 f"{she} felt {f.feeling}."]
+    if rng is not None:
+        rng.shuffle(sentences)
+    return "In short: " + " ".join(sentences)

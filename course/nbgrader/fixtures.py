@@ -179,6 +179,7 @@ class GradedBatch:
     """What `grade_batch` graded: results by learner id, and what it cost."""
 
     root: Path
+    step: str
     results: dict
     release_s: float
     autograde_s: float
@@ -187,6 +188,12 @@ class GradedBatch:
     def lost(self, student: str) -> set[str]:
         """grade_ids of the tests `student` did not get full points for."""
         return lost_tests(self.results[student])
+
+    def error_names(self, student: str) -> set[str]:
+        """Exception names in the outputs of `student`'s autograded notebook."""
+        graded = self.root / "autograded" / student / self.step / f"{NOTEBOOK}.ipynb"
+        return {o.ename for c in nbformat.read(str(graded), as_version=4).cells
+                for o in c.get("outputs", []) if o.get("output_type") == "error"}
 
 
 def lost_tests(result) -> set[str]:
@@ -226,7 +233,7 @@ def grade_batch(root: Path, step: str, module: str, wrong_files: Sequence[Path] 
     collect(inbox, step, root)
     start, cpu = time.monotonic(), _children_cpu()
     results = {r.student: r for r in autograde(root, step)}
-    batch = GradedBatch(root, results, release_s, time.monotonic() - start,
+    batch = GradedBatch(root, step, results, release_s, time.monotonic() - start,
                         _children_cpu() - cpu)
     print(f"\nrelease {release_s:.1f} s; autograde {len(results)} submissions "
           f"{batch.autograde_s:.1f} s ({batch.autograde_cpu_s:.1f} s CPU)")
