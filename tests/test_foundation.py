@@ -127,6 +127,10 @@ def test_retelling_repeats_every_fact_with_the_stories_cue_words():
         assert sorted(shuffled[prefix:-1].split(". ")) == sorted(text[prefix:-1].split(". "))
     docs = make_data.pretraining_documents(50, make_data.name_pools()[0], 3, 0.5, 3, 1.0)
     assert all("\nIn short: " in d for d in docs)
+    for doc in make_data.pretraining_documents(50, make_data.name_pools()[0], 3, 0.5, 3,
+                                               echo_fraction=1.0):
+        first, again = doc.split("\nWords: ")[1].split("\n")[0].split(". Again: ")
+        assert again == first + "." and 6 <= len(first.split()) <= 10
 
 
 def test_committed_data_is_byte_identical_to_a_fresh_build():

@@ -17,13 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from course.build.stories import StoryFacts, generate_stories, make_names, retelling
+from course.build.stories import (COLORS, FEELINGS, ITEMS, PLACES, THINGS, StoryFacts,
+                                  generate_stories, make_names, retelling)
 from course.build.tasks import NO_STORY_TASKS, SYSTEM_PROMPTS, TASKS
 
 SEED = 1234
 N_NAMES, N_HELDOUT_NAMES = 100_000, 1000
 SIZES = {"train": 12000, "validation": 500, "test": 1000}
 P_MULTI_TURN, P_SYSTEM = 0.25, 0.3
+ECHO_POOLS = [PLACES, THINGS, COLORS, ITEMS, FEELINGS, [str(n) for n in range(2, 10)]]
 DATA_DIR = Path(__file__).resolve().parents[1] / "assets" / "data"
 ROLE_TO_SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -139,7 +141,7 @@ def make_dirty(clean: list[dict], rng: random.Random) -> list[dict]:
 # --- pretraining corpus --------------------------------------------------------------------------
 def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: float,
                           qa_max: int = 3, retell_fraction: float = 0.0,
-                          retell_shuffle: bool = False) -> list[str]:
+                          retell_shuffle: bool = False, echo_fraction: float = 0.0) -> list[str]:
     """Stories, some followed by a retelling and some by plain-text question/answer pairs about
     them (reading practice, as web text has; no chat tokens, so the base model never sees the
     instruction format)."""
@@ -148,6 +150,8 @@ def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: floa
     for facts, story in generate_stories(n, names, seed=rng.randrange(2**31)):
         if retell_fraction and rng.random() < retell_fraction:
             story += "\n" + retelling(facts, rng if retell_shuffle else None)
+        if echo_fraction and rng.random() < echo_fraction:
+            story += "\n" + echo(story, rng)
         if rng.random() < qa_fraction:
             k = rng.randint(1, qa_max)
             tasks = rng.sample([t for t in TASKS if t not in NO_STORY_TASKS], k)
@@ -155,6 +159,14 @@ def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: floa
             story += "\n" + "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in qa)
         docs.append(story)
     return docs
+
+
+def echo(story: str, rng: random.Random) -> str:
+    """A list of 6-10 random story words, then the same list again. The second copy can only be
+    predicted by looking each word up in the first one, which teaches a model to copy any word
+    it has read (an induction mechanism), not only names, which stories already repeat."""
+    words = [rng.choice(pool) for pool in rng.choices(ECHO_POOLS, k=rng.randint(6, 10))]
+    return f"Words: {' '.join(words)}. Again: {' '.join(words)}."
 
 
 # --- writing -------------------------------------------------------------------------------------

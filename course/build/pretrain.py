@@ -43,6 +43,7 @@ class PretrainConfig:
     qa_max: int = 3            # questions after such a story: 1..qa_max
     retell_fraction: float = 0.0  # share of stories followed by a retelling of their facts
     retell_shuffle: int = 0    # 1: retelling sentences in random order
+    echo_fraction: float = 0.0  # share of stories followed by a verbatim repeat of a few sentences
     n_docs: int = 60000
     seed: int = SEED
     threads: int = 0           # torch CPU threads (0 = torch's default)
@@ -110,14 +111,14 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
     seen, heldout = name_pools(cfg.seed)
     t0 = time.time()
     docs = pretraining_documents(cfg.n_docs, seen, cfg.seed, cfg.qa_fraction, cfg.qa_max,
-                                 cfg.retell_fraction, bool(cfg.retell_shuffle))
+                                 cfg.retell_fraction, bool(cfg.retell_shuffle), cfg.echo_fraction)
     tokenizer = train_tokenizer(docs)
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id
     rows = pad_rows(ids, eot, pad, cfg.context)
     val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction, cfg.qa_max,
-                                     cfg.retell_fraction, bool(cfg.retell_shuffle))
+                                     cfg.retell_fraction, bool(cfg.retell_shuffle), cfg.echo_fraction)
     val_ids = tokenizer(val_docs, add_special_tokens=False)["input_ids"]
     val_rows = pad_rows(val_ids, eot, pad, cfg.context)
 

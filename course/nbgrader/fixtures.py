@@ -93,6 +93,7 @@ class InProcessNotebook:
     Cells run as under nbgrader (NBGRADER_EXECUTION set), so they may sample."""
 
     def __init__(self, step: str):
+        self.step = step
         folder = solutions_dir() / step
         src = folder / NOTEBOOK_SOURCE
         nb = (build(src.read_text(encoding="utf-8"), str(src)) if src.exists() else
@@ -126,6 +127,16 @@ class InProcessNotebook:
             import matplotlib.pyplot as plt
             plt.close("all")
         self.namespace = namespace
+
+    def catches(self, module: str, wrong_file: Path, also: Sequence[str] | set[str] = ()
+                ) -> tuple[set[str], set[str]]:
+        """Run the test cells with `wrong_file` appended to the reference `module`; assert it
+        fails every test its EXPECT_LOSE names (and `also`). Returns (expected, failed)."""
+        failed = self.failures(wrong_module(self.step, module, wrong_file))
+        expected = set(expected_losses(wrong_file)) | set(also)
+        assert expected <= failed, \
+            f"{wrong_file.name}: expected to fail {sorted(expected)}, failed {sorted(failed)}"
+        return expected, failed
 
     def failures(self, module_text: str) -> set[str]:
         """grade_ids of the test cells that fail with `module_text` as the exercise module."""
