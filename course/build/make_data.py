@@ -142,9 +142,9 @@ def make_dirty(clean: list[dict], rng: random.Random) -> list[dict]:
 def pretraining_documents(n: int, names: list[str], seed: int, qa_fraction: float,
                           qa_max: int = 3, retell_fraction: float = 0.0,
                           retell_shuffle: bool = False, echo_fraction: float = 0.0) -> list[str]:
-    """Stories, some followed by a retelling and some by plain-text question/answer pairs about
-    them (reading practice, as web text has; no chat tokens, so the base model never sees the
-    instruction format)."""
+    """Stories, some followed by a retelling, a repeated word list (`echo`) and plain-text
+    question/answer pairs about them (reading practice, as web text has; no chat tokens, so the
+    base model never sees the instruction format)."""
     rng = random.Random(f"{seed}-pretrain")
     docs = []
     for facts, story in generate_stories(n, names, seed=rng.randrange(2**31)):

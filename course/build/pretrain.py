@@ -43,10 +43,17 @@ class PretrainConfig:
     qa_max: int = 3            # questions after such a story: 1..qa_max
     retell_fraction: float = 0.0  # share of stories followed by a retelling of their facts
     retell_shuffle: int = 0    # 1: retelling sentences in random order
-    echo_fraction: float = 0.0  # share of stories followed by a verbatim repeat of a few sentences
+    echo_fraction: float = 0.0  # share of stories followed by a word list and its verbatim repeat
     n_docs: int = 60000
     seed: int = SEED
     threads: int = 0           # torch CPU threads (0 = torch's default)
+
+
+def corpus(cfg: PretrainConfig, n: int, names: list[str], seed: int) -> list[str]:
+    """`n` pretraining documents about `names`, mixed as `cfg` says (training and validation
+    differ only in names, count and seed)."""
+    return pretraining_documents(n, names, seed, cfg.qa_fraction, cfg.qa_max, cfg.retell_fraction,
+                                 bool(cfg.retell_shuffle), cfg.echo_fraction)
 
 
 def model_config(cfg: PretrainConfig, vocab_size: int) -> Qwen2Config:
@@ -110,15 +117,13 @@ def pretrain(cfg: PretrainConfig, out: Path, device: str | None = None) -> dict:
     dev = pick_device(device)
     seen, heldout = name_pools(cfg.seed)
     t0 = time.time()
-    docs = pretraining_documents(cfg.n_docs, seen, cfg.seed, cfg.qa_fraction, cfg.qa_max,
-                                 cfg.retell_fraction, bool(cfg.retell_shuffle), cfg.echo_fraction)
+    docs = corpus(cfg, cfg.n_docs, seen, cfg.seed)
     tokenizer = train_tokenizer(docs)
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id
     rows = pad_rows(ids, eot, pad, cfg.context)
-    val_docs = pretraining_documents(400, heldout, cfg.seed + 1, cfg.qa_fraction, cfg.qa_max,
-                                     cfg.retell_fraction, bool(cfg.retell_shuffle), cfg.echo_fraction)
+    val_docs = corpus(cfg, 400, heldout, cfg.seed + 1)
     val_ids = tokenizer(val_docs, add_special_tokens=False)["input_ids"]
     val_rows = pad_rows(val_ids, eot, pad, cfg.context)
 

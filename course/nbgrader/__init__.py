@@ -61,9 +61,11 @@ def exercise_modules(step: str) -> list[str]:
 
 
 def path_with_interpreter_bin(path: str) -> str:
-    """`path` (a PATH value) with this interpreter's bin/ first: nbgrader's gradebook runs the
-    `alembic` script when it creates a database, and must find the one of this environment."""
-    return os.pathsep.join([str(Path(sys.executable).parent), path])
+    """`path` (a PATH value) with this interpreter's bin/ first (unchanged if it already is):
+    nbgrader's gradebook runs the `alembic` script when it creates a database, and must find the
+    one of this environment."""
+    bin_dir = str(Path(sys.executable).parent)
+    return path if path.startswith(bin_dir + os.pathsep) else os.pathsep.join([bin_dir, path])
 
 
 def nbgrader_env() -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +15,7 @@ def open_gradebook(root: Path):
     runs the `alembic` script in this process, so PATH must lead to this environment's."""
     from nbgrader.api import Gradebook
 
-    path = os.environ.get("PATH", "")
-    if not path.startswith(str(Path(sys.executable).parent) + os.pathsep):
-        os.environ["PATH"] = path_with_interpreter_bin(path)
+    os.environ["PATH"] = path_with_interpreter_bin(os.environ.get("PATH", ""))
     return Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID)
 
 
