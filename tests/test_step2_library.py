@@ -387,3 +387,22 @@ def test_visualize_labels_colours_every_token_by_its_label(ref, tok, conversatio
     answers = [m["content"] + "<|im_end|>" for m in conversations[index]
                if m["role"] == "assistant"]
     assert trained == "".join(answers)
+
+
+def test_library_encodings_cache_key_changes_with_the_vocabulary(tmp_path):
+    """The on-disk cache of the library's encodings (build/cache/) is keyed by the tokenizer's
+    whole definition: a retrained tokenizer of the same size, name and chat template (what a
+    rebuilt base model brings) must not reuse encodings of the old one."""
+    import json
+
+    from course.checks.step2_masking import tokenizer_fingerprint
+    tok = load_tokenizer()
+    assert tokenizer_fingerprint(tok) == tokenizer_fingerprint(load_tokenizer())
+    tok.save_pretrained(tmp_path)
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    merges = spec["model"]["merges"]
+    merges[0], merges[1] = merges[1], merges[0]  # same vocabulary size, different encodings
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    other = load_tokenizer(str(tmp_path))
+    assert len(other) == len(tok) and other.chat_template == tok.chat_template
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tok)

@@ -208,12 +208,21 @@ def check_labels_for_conversation(ex: ModuleType, tokenizer) -> None:
              mistake="call check_conversation first: an all -100 sample must not pass silently")
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of everything that decides the encodings: the vocabulary and merges (the whole
+    tokenizer definition), the special tokens and the chat template. Two tokenizers of the
+    same size and name but trained on different text get different fingerprints."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    parts = (vocab, repr(tokenizer.all_special_tokens), tokenizer.chat_template or "")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def library_encodings(tokenizer, dataset) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) of the library way (`tokenize_for_sft`) for every conversation of
     `dataset`, cached on disk in build/cache/ (keyed by the data and the tokenizer), so
     re-running the notebook does not redo it."""
-    key = repr((dataset._fingerprint, tokenizer.chat_template, len(tokenizer),
-                tokenizer.name_or_path))
+    key = repr((dataset._fingerprint, tokenizer_fingerprint(tokenizer)))
     path = CACHE_DIR / f"step2_library_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
     if key in _ENCODINGS:
         return _ENCODINGS[key]
