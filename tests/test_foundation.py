@@ -228,8 +228,8 @@ def test_pretraining_is_deterministic_from_its_seed(tmp_path):
 
 def test_reading_probe_covers_every_story_task_on_held_out_names(model, tok):
     """course.build.probe_reading: deterministic plain-text probes on held-out names, every task
-    that reads a story; the embedded model copies names but not closed-class words
-    (docs/BASE_MODEL.md)."""
+    that reads a story; before SFT the embedded model answers name questions in plain text but
+    not "what was found" (docs/BASE_MODEL.md)."""
     from course.build.probe_reading import probe_reading, reading_probes
     from course.build.tasks import NO_STORY_TASKS, TASKS
     probes = reading_probes(45)
@@ -240,3 +240,13 @@ def test_reading_probe_covers_every_story_task_on_held_out_names(model, tok):
     assert all(p.endswith("\nAnswer:") and a.startswith(" ") for _, p, a in probes)
     scores = probe_reading(model, tok, n=45)
     assert scores["main_character"] >= 0.6 and scores["found"] <= 0.4
+
+
+def test_story_probe_measures_writing_across_tokenizers(model, tok):
+    """Bits per character of plain held-out stories (fluent: well under 1 bit; a model that had
+    not learnt the stories would need several) and the pronoun probe (a share, deterministic)."""
+    from course.build.probe_reading import pronoun_agreement, story_bits_per_char
+    bpc = story_bits_per_char(model, tok, n=20)
+    assert 0.1 < bpc < 1.0, bpc
+    share = pronoun_agreement(model, tok, n=10)
+    assert 0.0 <= share <= 1.0 and share == pronoun_agreement(model, tok, n=10)

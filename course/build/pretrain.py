@@ -43,7 +43,7 @@ class PretrainConfig:
     qa_max: int = 3            # questions after such a story: 1..qa_max
     retell_fraction: float = 0.0  # share of stories followed by a retelling of their facts
     retell_shuffle: int = 0    # 1: retelling sentences in random order
-    echo_fraction: float = 0.0  # share of stories followed by a word list and its verbatim repeat
+    echo_fraction: float = 0.5  # share of stories followed by a word list and its verbatim repeat (copying practice)
     n_docs: int = 60000
     seed: int = SEED
     threads: int = 0           # torch CPU threads (0 = torch's default)

@@ -537,8 +537,8 @@ with patched(ex, validate_conversation=ref.validate_conversation,
 # %% [markdown]
 # ## 6. Why the format matters
 #
-# The base model was pretrained on stories (with some plain `Question:` / `Answer:` lines) and has
-# never seen `<|im_start|>`. Give it the same question three ways — the raw text, the Alpaca
+# The base model was pretrained on stories (with some plain `Question:` / `Answer:` lines and
+# repeated word lists) and has never seen `<|im_start|>`. Give it the same question three ways — the raw text, the Alpaca
 # prompt and the ChatML prompt with an open assistant turn — and compare what it writes
 # (greedy decoding, at most 30 new tokens, stopping early only at `<|im_end|>`):
 
