@@ -40,11 +40,13 @@ base-model: setup  ## pretrain the embedded base model on CPU (~13 min on 2 core
 	$(PY) -m course.build.pretrain
 
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
-	$(PY) -m benchmarks.reference_sft
+	$(PY) -m benchmarks.reference_sft --group-by-length
 
-sft-loop: setup  ## step 3: the hand-written loop, packed, with the reference's full budget (1200 steps); exact match -> JSON
-	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --max-steps 1200 --pack-length 512 \
-		--results ../../benchmarks/results/step3_sft.json
+sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF Trainer reference's budget (1200 x 32); exact match -> JSON
+	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --results ../../benchmarks/results/step3_course_run.json
+	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --max-steps 1200 --grad-accum-steps 2 \
+		--group-by-length false --pack-length 512 --eval-every 100 --sample-every 200 \
+		--save-every 200 --results ../../benchmarks/results/step3_sft.json
 
 bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/results/full_vs_lora_*
 	$(PY) -m benchmarks.full_vs_lora

@@ -14,7 +14,11 @@ Same model (the embedded base model, fp32, sdpa), same data (the train split tok
   `course.packing.PackedCollator(512)` (block-diagonal mask, restarting position_ids);
 - course_prepacked: the loop on rows packed over the whole split (`pack_examples`, 512 tokens,
   4 rows per step, about 16 conversations);
+- course_grouped: the loop with padding, batches of similar lengths (`group_by_length=True`):
+  little padding, and attention only as long as each batch's longest conversation (packing
+  computes the masked attention over its whole row);
 - hf_trainer: `transformers.Trainer` with its default padding collator (DataCollatorForSeq2Seq);
+- hf_trainer_grouped: the same with batches of similar lengths (the course's reference run);
 - trl_sft: TRL `SFTTrainer` on the same tokenised data (labels given), padding collator;
 - trl_sft_packed: `SFTTrainer(packing=True)` (bfd: padding-free, one flattened row per batch),
   max_length 512, 4 rows per step;
@@ -62,9 +66,10 @@ MAX_LENGTH = 256      # tokens per conversation (step 3's default)
 PACK_LENGTH = 512     # tokens per packed row
 LR = 2e-3
 RUNNERS = ("course_padded_full_logits", "course_padded", "course_packed", "course_prepacked",
-           "hf_trainer", "trl_sft", "trl_sft_packed", "trl_sft_defaults")
+           "course_grouped", "hf_trainer", "hf_trainer_grouped", "trl_sft", "trl_sft_packed",
+           "trl_sft_defaults")
 DEFAULTS_STEPS = 6    # trl_sft_defaults: fewer steps, as bf16 + checkpointing were said to be
-                      # ~15x slower on a CPU (measured here: 0.9x, see BENCHMARKS.md)
+                      # ~15x slower on a CPU (measured here: about 1x, see BENCHMARKS.md)
 
 
 def step3():
@@ -116,7 +121,8 @@ def fresh_model(config=None) -> torch.nn.Module:
 
 # --- the runners -----------------------------------------------------------------------------------
 def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 16,
-               model=None, full_logits: bool = False) -> dict[str, float]:
+               model=None, full_logits: bool = False, group_by_length: bool = False
+               ) -> dict[str, float]:
     from unittest import mock
     sft = step3()
     meter = Meter()
@@ -126,7 +132,7 @@ def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(sft, "token_loss_sum", loss):
         cfg = sft.FinetuneConfig(learning_rate=LR, max_steps=steps, batch_size=batch_size,
                                  eval_every=0, log_every=10**9, max_length=MAX_LENGTH,
-                                 output_dir=tmp)
+                                 group_by_length=group_by_length, output_dir=tmp)
         sft.train(model, tokenizer, examples, [], cfg, progress=False, collate=collate,
                   on_step=lambda step, stats: meter.step_ends.append(time.perf_counter()))
     return meter.result(steps, 1)
@@ -162,15 +168,19 @@ class _StepClock:
         return Clock()
 
 
-def run_hf_trainer(examples, tokenizer, steps: int, batch_size: int = 16) -> dict[str, float]:
+def run_hf_trainer(examples, tokenizer, steps: int, batch_size: int = 16,
+                   group_by_length: bool = False) -> dict[str, float]:
     import datasets
     from transformers import DataCollatorForSeq2Seq, Trainer
+
+    from benchmarks.reference_sft import sampling
     meter = Meter()
     data = datasets.Dataset.from_list([{k: e[k] for k in ("input_ids", "attention_mask",
                                                           "labels")} for e in examples])
     collator = meter.wrap(DataCollatorForSeq2Seq(tokenizer, padding=True))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model=fresh_model(), args=_trainer_args(steps, batch_size, tmp),
+        args = _trainer_args(steps, batch_size, tmp, **sampling(group_by_length))
+        trainer = Trainer(model=fresh_model(), args=args,
                           train_dataset=data, data_collator=collator,
                           callbacks=[_StepClock(meter)])
         trainer.train()
@@ -206,8 +216,12 @@ def run_one(name: str, examples, rows, tokenizer, steps: int) -> dict[str, float
         return run_course(examples, tokenizer, steps, packing.PackedCollator(PACK_LENGTH))
     if name == "course_prepacked":
         return run_course(rows, tokenizer, steps, packing.PackedCollator(), batch_size=4)
+    if name == "course_grouped":
+        return run_course(examples, tokenizer, steps, group_by_length=True)
     if name == "hf_trainer":
         return run_hf_trainer(examples, tokenizer, steps)
+    if name == "hf_trainer_grouped":
+        return run_hf_trainer(examples, tokenizer, steps, group_by_length=True)
     if name == "trl_sft":
         return run_trl(examples, tokenizer, steps, packed=False)
     if name == "trl_sft_packed":
@@ -506,6 +520,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratios = {}
     for a, b in (("course_packed", "hf_trainer"), ("course_padded", "hf_trainer"),
                  ("course_prepacked", "hf_trainer"), ("course_padded_full_logits", "hf_trainer"),
+                 ("course_grouped", "hf_trainer_grouped"), ("course_grouped", "course_packed"),
                  ("course_packed", "course_padded"), ("course_padded", "trl_sft"),
                  ("course_packed", "trl_sft"), ("course_packed", "trl_sft_packed"),
                  ("trl_sft", "hf_trainer"), ("trl_sft_packed", "hf_trainer"),

@@ -20,6 +20,7 @@ Tiny runs (a few steps on the 64 shortest conversations, one thread): about 1 mi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -127,6 +128,37 @@ def test_accumulated_gradient_equals_full_batch_gradient(sx, tok, examples, base
         assert stats["loss"] == pytest.approx(full_stats["loss"], abs=1e-6)
         worst = max((g[n] - full[n]).abs().max().item() for n in full)
         assert worst <= GRAD_TOL, f"{parts} micro-batches: max gradient difference {worst:.2e}"
+
+
+# --- batches of similar lengths ---------------------------------------------------------------
+def test_group_by_length_orders_each_epoch_into_similar_micro_batches(sx, tok):
+    """group_by_length: every epoch is still a permutation of the whole set, new each epoch; its
+    micro-batches waste far less padding than random ones; and 2 processes with half the batch
+    train on exactly the sequences of 1 process (the grouping is per micro-batch over all)."""
+    from course.packing import waste_of_lengths
+    train = sx.tokenize_split(load_split("train").select(range(640)), tok, 256)
+    lengths = [len(e["input_ids"]) for e in train]
+    cfg = sx.FinetuneConfig(batch_size=8, grad_accum_steps=2, group_by_length=True, seed=3)
+    plain = dataclasses.replace(cfg, group_by_length=False)
+    orders = [sx.grouped_epoch_order(train, epoch, cfg) for epoch in (0, 1)]
+    assert all(sorted(o) == list(range(len(train))) for o in orders) and orders[0] != orders[1]
+    waste = {name: waste_of_lengths([lengths[i] for i in order[s:s + 8]]
+                                    for s in range(0, len(order), 8))
+             for name, order in (("grouped", orders[0]),
+                                 ("random", sx.grouped_epoch_order(train, 0, plain)))}
+    assert waste["grouped"] < waste["random"] / 3, waste
+    half = dataclasses.replace(cfg, batch_size=4)
+    pad = tok.pad_token_id
+
+    def rows(batches):
+        return sorted(tuple(r[m.bool()].tolist()) for b in batches
+                      for r, m in zip(b["input_ids"], b["attention_mask"]))
+    for step in (0, 7, 41):  # 40 steps per epoch: 41 is in the second epoch
+        one = sx.micro_batches_for_step(train, step, cfg, pad)
+        two = [sx.micro_batches_for_step(train, step, half, pad, rank, 2) for rank in (0, 1)]
+        for a in range(cfg.grad_accum_steps):
+            assert rows([one[a]]) == rows([two[0][a], two[1][a]])
+    assert cfg.fingerprint()["group_by_length"] is True
 
 
 # --- the HF Trainer --------------------------------------------------------------------------
