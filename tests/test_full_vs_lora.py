@@ -73,3 +73,22 @@ def test_truncation_that_leaves_no_example_is_a_clear_error():
     with pytest.raises(ValueError, match="max_length"):
         fvl.prepare(fvl.Config(steps=1, batch_size=2, max_length=4), masking,
                     torch.device("cpu"))
+
+
+def test_make_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """`make demo` (course.demo), the README's main command, on a tiny budget: the base model's
+    story and held-out failures, then the comparison's table, JSON and plots."""
+    from course import demo
+    real = fvl.default_config
+
+    def tiny(device=None, **overrides):
+        return real(device, **{**overrides, **dict(bench.SMOKE, steps=2, ranks=(1,))})
+    monkeypatch.setattr(fvl, "default_config", tiny)
+    monkeypatch.setattr(fvl, "pick_device", lambda *a, **k: torch.device("cpu"))
+    monkeypatch.setattr(demo, "pick_device", lambda *a, **k: torch.device("cpu"))
+    demo.main(["--n-eval", "4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "=== 1. It writes stories" in out and "Exact match on 4 held-out" in out
+    assert "full fine-tuning" in out and "LoRA r=2" in out and "LoRA r=1" in out
+    assert (tmp_path / "full_vs_lora_cpu.json").exists()
+    assert (tmp_path / "full_vs_lora_cpu_curves.png").read_bytes()[:4] == b"\x89PNG"
