@@ -24,6 +24,7 @@ from collections import defaultdict
 from course.build.make_data import SEED, name_pools
 from course.build.stories import generate_stories
 from course.build.tasks import NO_STORY_TASKS, TASKS
+from course.build.tokenizer import ENDOFTEXT
 
 
 def reading_probes(n: int, seed: int = SEED) -> list[tuple[str, str, str]]:
@@ -52,14 +53,20 @@ def probe_reading(model, tokenizer, n: int = 360, seed: int = SEED) -> dict[str,
     return scores
 
 
+def as_document(tokenizer, text: str, device):
+    """`text` as the start of a pretraining document: (1, n) ids after <|endoftext|>."""
+    import torch
+    ids = [tokenizer.convert_tokens_to_ids(ENDOFTEXT)] + tokenizer(text)["input_ids"]
+    return torch.tensor([ids], device=device)
+
+
 def story_bits_per_char(model, tokenizer, n: int = 300, seed: int = SEED) -> float:
     """Bits per character of `n` plain stories with held-out names (each after <|endoftext|>)."""
     import torch
-    bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     nats = chars = 0.0
     with torch.no_grad():
         for _, story in generate_stories(n, name_pools(seed)[1], seed + 11):
-            ids = torch.tensor([[bos] + tokenizer(story)["input_ids"]], device=model.device)
+            ids = as_document(tokenizer, story, model.device)
             nats += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
             chars += len(story)
     return nats / chars / math.log(2)
@@ -69,15 +76,13 @@ def pronoun_agreement(model, tokenizer, n: int = 100, seed: int = SEED) -> float
     """Share of `n` prompts "Once upon a time, there was a little {girl|boy} named X." (held-out
     names, alternating) after which the right one of " She" / " He" is the more likely."""
     import torch
-    bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     she, he = tokenizer(" She")["input_ids"][0], tokenizer(" He")["input_ids"][0]
     right = 0
     with torch.no_grad():
         for i, name in enumerate(name_pools(seed)[1][:n]):
             gender = ("girl", "boy")[i % 2]
             prompt = f"Once upon a time, there was a little {gender} named {name}."
-            ids = torch.tensor([[bos] + tokenizer(prompt)["input_ids"]], device=model.device)
-            logits = model(input_ids=ids).logits[0, -1]
+            logits = model(input_ids=as_document(tokenizer, prompt, model.device)).logits[0, -1]
             right += bool(logits[she] > logits[he]) == (gender == "girl")
     return right / n
 
