@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
 from course.data import load_split, tokenize_for_sft
 from course.device import pick_device, seed_everything
@@ -43,9 +43,31 @@ def sampling(group_by_length: bool) -> dict:
     return {"group_by_length": True}
 
 
+class ExactMatchProbe(TrainerCallback):
+    """Held-out exact match every `every` optimizer steps, to see when each task is learned
+    (closed-class answers such as counts are learned as jumps). Its time is kept apart so that
+    the run's training minutes stay comparable with runs without probes."""
+
+    def __init__(self, model, tokenizer, test, every: int):
+        self.model, self.tokenizer, self.test, self.every = model, tokenizer, test, every
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every:
+            return
+        t0 = time.time()
+        em = exact_match(self.model, self.tokenizer, self.test, progress=False)
+        self.seconds += time.time() - t0
+        self.history.append({"step": state.global_step, "exact_match": em.score,
+                             "per_task": em.per_task})
+        print(f"step {state.global_step}: exact match {em.score:.1%} "
+              f"(count {em.per_task.get('count', float('nan')):.0%})", flush=True)
+
+
 def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         eval_limit: int | None = None, model_name: str | None = None,
-        group_by_length: bool = False) -> dict:
+        group_by_length: bool = False, probe_every: int = 0) -> dict:
     seed_everything(seed)
     tokenizer = load_tokenizer(model_name)
     test = load_split("test")
@@ -67,10 +89,12 @@ def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         bf16=False, fp16=False, gradient_checkpointing=False,  # both slow a tiny model on CPU
         use_cpu=pick_device().type == "cpu", disable_tqdm=False)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
+    probe = ExactMatchProbe(model, tokenizer, test, probe_every) if probe_every else None
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
+                      callbacks=[probe] if probe else None)
     t0 = time.time()
     trainer.train()
-    train_s = time.time() - t0
+    train_s = time.time() - t0 - (probe.seconds if probe else 0.0)
 
     t0 = time.time()
     after = exact_match(model, tokenizer, test, progress=True)
@@ -87,6 +111,7 @@ def run(max_steps: int, lr: float, batch_size: int, seed: int, out_dir: Path,
         "base_exact_match": base.score, "base_per_task": base.per_task,
         "sft_exact_match": after.score, "sft_per_task": after.per_task,
         "train_loss_curve": losses,
+        "exact_match_curve": probe.history if probe else [],
         "examples": after.predictions[:10],
     }
 
@@ -101,10 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="model path or hub id (default: embedded)")
     ap.add_argument("--group-by-length", action="store_true",
                     help="Trainer's group_by_length (batches of similar lengths)")
+    ap.add_argument("--probe-every", type=int, default=0,
+                    help="also measure held-out exact match every N steps (0: only at the end)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     res = run(args.max_steps, args.lr, args.batch_size, args.seed,
-              Path("build/reference_sft"), args.eval_limit, args.model, args.group_by_length)
+              Path("build/reference_sft"), args.eval_limit, args.model, args.group_by_length,
+              args.probe_every)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"base exact match {res['base_exact_match']:.1%} -> SFT {res['sft_exact_match']:.1%} "
