@@ -45,6 +45,49 @@ def test_round_trip_on_stories_and_unseen_names(tok):
     assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
 
 
+SPLIT_SAMPLES = ["Mira picked up 12 coins. They found 3 red kites!",
+                 "Words: hill calm 5 white. Again: hill calm 5 white.",
+                 "How many?\n\nTom's friend said: \"Go!\"  Twice.\n"]
+
+
+def test_committed_tokenizer_encodes_as_it_was_trained(tok):
+    """`AutoTokenizer` loads a qwen2 checkpoint as `Qwen2Tokenizer`, which imposes its own
+    pre-tokenizer. The committed tokenizer.json (what pretraining used) must agree with it on
+    stories, word lists, numbers and chat text, or the model reads text it never saw."""
+    from tokenizers import Tokenizer
+
+    from course.models import EMBEDDED_MODEL_DIR
+
+    trained = Tokenizer.from_file(str(EMBEDDED_MODEL_DIR / "tokenizer.json"))
+    _, heldout = make_data.name_pools()
+    texts = SPLIT_SAMPLES + [story for _, story in generate_stories(50, heldout, seed=3)]
+    texts.append(chat_prompt(tok, load_split("test")[0]["messages"]))
+    for text in texts:
+        assert tok(text, add_special_tokens=False).input_ids == trained.encode(
+            text, add_special_tokens=False).ids, text
+
+
+def test_trained_tokenizer_splits_like_qwen2(tmp_path):
+    """A freshly trained tokenizer, saved next to a qwen2 config and reloaded through
+    AutoTokenizer, encodes exactly as the in-memory one that pretraining tokenizes with."""
+    from transformers import AutoTokenizer, Qwen2Config
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    from course.build.tokenizer import QWEN2_SPLIT, save_tokenizer, train_tokenizer
+
+    assert QWEN2_SPLIT == PRETOKENIZE_REGEX
+    names, _ = make_data.name_pools()
+    stories = [story for _, story in generate_stories(300, names, seed=5)]
+    trained = train_tokenizer(stories + SPLIT_SAMPLES, vocab_size=600)
+    save_tokenizer(trained, tmp_path)
+    Qwen2Config(vocab_size=len(trained)).save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded).__name__ == "Qwen2Tokenizer"
+    for text in SPLIT_SAMPLES + stories[:20]:
+        assert loaded(text, add_special_tokens=False).input_ids == trained(
+            text, add_special_tokens=False).input_ids, text
+
+
 def test_chat_template_matches_hand_built_chatml(tok):
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "Who?\n\nA story."},

@@ -63,7 +63,7 @@ class StoryFacts:
     place: str
     color: str
     thing: str
-    count: int
+    count: str  # a number word, "two" to "nine" (NUMBER_WORDS)
     items: str
     feeling: str
     template: int
@@ -155,13 +155,20 @@ def render_story(f: StoryFacts, rng: random.Random) -> str:
 N_TEMPLATES = 6
 
 
+# Counts are written as words: "picked up three coins". A digit is split off from its space by
+# the tokenizer (" 3" -> " ", "3"); a number word is one token, like a feeling or a place, so
+# reading a count is the same one-token copy as reading a feeling (docs/BASE_MODEL.md).
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+                9: "nine"}
+
+
 def sample_facts(rng: random.Random, names: list[str]) -> StoryFacts:
     """Draw one story's facts; main character and friend are two different names from `names`."""
     name, friend = rng.sample(names, 2)
     return StoryFacts(
         name=name, gender=rng.choice(("girl", "boy")), friend=friend,
         place=rng.choice(PLACES), color=rng.choice(COLORS), thing=rng.choice(THINGS),
-        count=rng.randint(2, 9), items=rng.choice(ITEMS), feeling=rng.choice(FEELINGS),
+        count=NUMBER_WORDS[rng.randint(2, 9)], items=rng.choice(ITEMS), feeling=rng.choice(FEELINGS),
         template=rng.randrange(N_TEMPLATES))
 
 

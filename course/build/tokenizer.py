@@ -10,12 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 ENDOFTEXT, IM_START, IM_END, PAD = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, PAD]
 VOCAB_SIZE = 4096
+
+# How text is split into words before BPE: the Qwen2 tokenizer's own rules (transformers'
+# `Qwen2Tokenizer.PRETOKENIZE_REGEX`). They must be these: `AutoTokenizer` loads any checkpoint
+# whose config says `model_type: qwen2` as a `Qwen2Tokenizer`, which replaces whatever splitting
+# tokenizer.json declares with this one. A tokenizer trained with other rules (GPT-2's, which
+# keep " 7" in one piece) would then encode text differently from the tokenizer the model was
+# pretrained with -- silently, and only where the rules differ (here: every number).
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+               r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 # ChatML. `{% generation %}` marks what the assistant says -- its content *and* its end token --
 # so `apply_chat_template(..., return_assistant_tokens_mask=True)` returns the training mask.
@@ -36,7 +46,10 @@ CHAT_TEMPLATE = (
 def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """Train byte-level BPE on `texts` and wrap it as a transformers tokenizer."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
