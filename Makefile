@@ -36,7 +36,7 @@ test: setup  ## the whole test suite
 data: setup  ## regenerate the instruction data (byte-identical)
 	$(PY) -m course.build.make_data
 
-base-model: setup  ## pretrain the embedded base model on CPU (~13 min on 2 cores; byte-identical to the committed one)
+base-model: setup  ## pretrain the embedded base model on CPU (~15 min on 2 cores; deterministic from its seed)
 	$(PY) -m course.build.pretrain
 
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match

@@ -181,7 +181,9 @@ def test_step3_loop_trains_on_packed_batches_and_reports_waste(sft, tokenizer, e
     padded, packed = results["padded"], results["packed"]
     for a, b in zip(padded.train, packed.train):
         assert a["tokens"] == b["tokens"]
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        # fp32 attention over rows of different lengths: equal up to rounding (up to 3.4e-5
+        # relative measured on the embedded model)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
     assert 0.0 <= packed.padding_waste < padded.padding_waste
     assert all("padding_waste" in r for r in packed.train)

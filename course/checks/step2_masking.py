@@ -451,8 +451,12 @@ def check_collate(ex: ModuleType, tokenizer, features: Sequence[dict]) -> None:
     with the tokenizer's pad token and with a pad id equal to EOS."""
     from transformers import DataCollatorForSeq2Seq
 
+    # A multiple the longest example is not already a multiple of: with one it is, a collate
+    # that ignores pad_to_multiple_of would pass unnoticed.
+    longest = max(len(f["input_ids"]) for f in features)
+    rounding = next(m for m in (8, 7, 5, 3, 11, 13) if longest % m)
     for tok, label in ((tokenizer, "pad token"), (_pad_with_eos(tokenizer), "pad id = EOS")):
-        for multiple in (None, 8):
+        for multiple in (None, rounding):
             what = f"{label}" + (f", pad_to_multiple_of={multiple}" if multiple else "")
             lib = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=IGNORE_INDEX,
                                          pad_to_multiple_of=multiple, return_tensors="pt")(

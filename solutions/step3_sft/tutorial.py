@@ -449,23 +449,22 @@ print(f"base model exact match: {before.score:.1%}")
 # %% [markdown]
 # The run (`FinetuneConfig.course_run()`): the learning rate and schedule of the course's HF
 # `Trainer` reference (lr 2e-3, 5 % warmup, cosine, batches of similar lengths), with 16
-# conversations per step for 2000 steps where the reference takes 32 for 1200. About 4 minutes
-# on an idle 2-core machine (a few seconds while grading); the progress bar shows loss,
-# learning rate, tokens/s and the padding left.
+# conversations per step for 2000 steps where the reference takes 32 for 1200. 4–5 minutes on
+# an idle 2-core machine (a few seconds while grading); the progress bar shows loss, learning
+# rate, tokens/s and the padding left.
 #
-# What to expect, measured (`benchmarks/results/step3_course_run.json`): held-out exact match
-# about 81 %, as the reference (80.7 %). Most tasks are learned early (a run of 600 steps of 32
-# scores 56 % on 400 test conversations: feeling 85 %, place 78 %). Reading a *count* out of
-# the story comes last, and as a jump: the model answers every count question with one
-# frequent number until, late in the run, it starts copying the right one. When the jump comes
-# is hard to predict: a run of 1800 steps (packed, otherwise the same) ended before it (count
-# 17 %, 73 % overall); runs of 2000 steps, packed or grouped, passed it (count 100 %). Even the
-# order of the examples decides it: with `seed=1` this run and the HF `Trainer` reference both
-# end before it (73.5 % and 73.2 %); with `seed=2` this run passes it (81.7 %) and the
-# reference does not (73.3 %). So budget past such jumps, compare runs over several seeds, and
-# read the score per task, not only the total. Two tasks stay out of reach at every budget
-# tried: *what was found* (a colour and a thing) and *yes/no* (at chance). SFT brings out what
-# the base model can do; it does not give it a skill it lacks.
+# What to expect, measured (`benchmarks/results/step3_course_run.json`): most tasks are learned
+# early — the reference scores 58 % after 400 of its 1200 steps and 71 % after 600 (its
+# `exact_match_curve`). Reading a *count* and *what was found* come last, each as a jump: the
+# model answers every such question with one frequent word until, at some step, it starts
+# copying the right one. When a run passes a jump depends even on the order of the examples.
+# With the default seed this run ends before both (74.6 % in 4.7 minutes: count 16 %, found
+# 17 %); the reference passes both at its seed 0 (91.0 %), only *found* at seed 1 (81.7 %) and
+# neither at seed 2 (75.0 %); this run passes
+# count (not found) at seeds 1 and 2: 82.0 % and 82.2 %. So budget past such
+# jumps, compare runs over several seeds, and read the score per task, not only the total. One
+# task stays out of reach at every budget tried: *yes/no* (at chance; it needs a comparison,
+# not a copy). SFT brings out what the base model can do; it does not give it a skill it lacks.
 
 # %%
 run_cfg = ex.FinetuneConfig.course_run()
@@ -513,9 +512,8 @@ for sample in require(result, "result", "9. Fine-tune the base model with your l
 
 # %% [markdown]
 # The course's reference run with the stock HF `Trainer` (`make bench-reference`) is stored in
-# `benchmarks/results/reference_sft.json`. Your loop computes the same steps: given the
-# reference's budget (1200 steps of 32, packed; `make sft-loop`) it reaches 82.6 %, the
-# reference 80.7 %.
+# `benchmarks/results/reference_sft.json` (91.0 % at seed 0). Your loop computes the same steps;
+# `make sft-loop` runs it with the reference's budget (1200 steps of 32, packed).
 
 # %% [markdown]
 # ## 10. Overfitting: the same small data set, 1, 3 and 10 epochs

@@ -394,10 +394,11 @@ with tempfile.TemporaryDirectory() as tmp:
 # larger step overwrites what the model knew. LoRA's update starts at zero and lives in a small
 # subspace, so it needs — and tolerates — about ten times more: the seed's recipe (004) trains
 # r = 64, alpha = 128 at **1e-4**. The embedded model is tiny and far from the answers' format,
-# so both are larger here: full fine-tuning uses 2e-3 (step 3). Measured on this model (r = 8,
-# alpha = 16, 120 steps of 16 conversations): LoRA at 1e-3 ends at validation loss 1.17, at 5e-3
-# at 0.89; at 3e-2 it is unstable (the loss rises again after 15 steps) and ends at 2.70. The
-# useful window is narrow: a few times full fine-tuning's rate, not ten.
+# so both are larger here: full fine-tuning uses 2e-3 (step 3). Measured on the previous build
+# of this model (r = 8, alpha = 16, 120 steps of 16 conversations): LoRA at 1e-3 ends at
+# validation loss 1.17, at 5e-3 at 0.89; at 3e-2 it is unstable (the loss rises again after 15
+# steps) and ends at 2.70. The useful window is narrow: a few times full fine-tuning's rate,
+# not ten.
 #
 # **Your call** — set `LORA_LR`, the learning rate of the LoRA runs below.
 
