@@ -460,9 +460,9 @@ print(f"base model exact match: {before.score:.1%}")
 # copying the right one. When a run passes a jump depends even on the order of the examples.
 # With the default seed this run ends before both (74.6 % in 4.7 minutes: count 16 %, found
 # 17 %); the reference passes both at its seed 0 (91.0 %), only *found* at seed 1 (81.7 %) and
-# neither at seed 2 (75.0 %); this run passes
-# count (not found) at seeds 1 and 2: 82.0 % and 82.2 %. So budget past such
-# jumps, compare runs over several seeds, and read the score per task, not only the total. One
+# neither at seed 2 (75.0 %); this run passes count (not found) at seeds 1 and 2: 82.0 % and
+# 82.2 %. So budget past such jumps, compare runs over several seeds, and read the score per
+# task, not only the total. One
 # task stays out of reach at every budget tried: *yes/no* (at chance; it needs a comparison,
 # not a copy). SFT brings out what the base model can do; it does not give it a skill it lacks.
 
