@@ -214,6 +214,24 @@ def test_task_types_shapes_system_prompts_and_multi_turn():
             "duplicate", None} <= defects
 
 
+def test_train_mix_doubles_count_and_found_and_evaluation_splits_stay_uniform():
+    """First-turn tasks follow TRAIN_TASK_WEIGHTS in train only; validation and test draw uniformly
+    (so a weights change leaves them byte-identical and their scores comparable)."""
+    seen, heldout = make_data.name_pools()
+    weights = make_data.TRAIN_TASK_WEIGHTS
+    assert weights["count"] == weights["found"] == 2 * weights["place"]
+    train = make_data.build_split("train", make_data.SIZES["train"], seen, make_data.SEED, weights)
+    first = [c["turn_tasks"][0] for c in train]
+    share = {t: first.count(t) / len(first) for t in weights}
+    total = sum(weights.values())
+    for task, w in weights.items():  # 12,000 draws: binomial sd < 0.35 points
+        assert share[task] == pytest.approx(w / total, abs=0.01), task
+    uniform = make_data.build_split("test", 1000, heldout, make_data.SEED)
+    weighted = make_data.build_split("test", 1000, heldout, make_data.SEED, weights)
+    assert uniform == list(iter_jsonl(make_data.DATA_DIR / "test.jsonl"))
+    assert [c["turn_tasks"] for c in uniform] != [c["turn_tasks"] for c in weighted]
+
+
 # --- clear errors -----------------------------------------------------------------------------
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"

@@ -25,6 +25,10 @@ SEED = 1234
 N_NAMES, N_HELDOUT_NAMES = 100_000, 1000
 SIZES = {"train": 12000, "validation": 500, "test": 1000}
 P_MULTI_TURN, P_SYSTEM = 0.25, 0.3
+#: Train-split task mix: the two tasks a small model learns last and least reliably (reading a count
+#: and a found object out of the story; docs/BASE_MODEL.md) get twice the examples. Validation and
+#: test keep a uniform mix, so their scores are comparable with every earlier measurement.
+TRAIN_TASK_WEIGHTS = {task: 2 if task in ("count", "found") else 1 for task in TASKS}
 ECHO_POOLS = [PLACES, THINGS, COLORS, ITEMS, FEELINGS, [str(n) for n in range(2, 10)]]
 DATA_DIR = Path(__file__).resolve().parents[1] / "assets" / "data"
 ROLE_TO_SHAREGPT = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -45,9 +49,16 @@ def user_turn(question: str, story: str | None) -> str:
     return question if story is None else f"{question}\n\n{story}"
 
 
-def make_conversation(facts: StoryFacts, story: str, rng: random.Random, idx: str) -> dict:
-    """One conversation in the canonical `messages` shape, plus its task metadata."""
-    task = rng.choice(list(TASKS))
+def make_conversation(facts: StoryFacts, story: str, rng: random.Random, idx: str,
+                      task_weights: dict[str, float] | None = None) -> dict:
+    """One conversation in the canonical `messages` shape, plus its task metadata.
+
+    `task_weights` (task -> relative weight) sets the first turn's task mix; None draws uniformly.
+    """
+    if task_weights is None:
+        task = rng.choice(list(TASKS))
+    else:
+        task = rng.choices(list(task_weights), weights=list(task_weights.values()))[0]
     q, a = TASKS[task](facts, rng)
     messages = []
     if rng.random() < P_SYSTEM:
@@ -63,10 +74,12 @@ def make_conversation(facts: StoryFacts, story: str, rng: random.Random, idx: st
     return {"id": idx, "task": tasks[-1], "turn_tasks": tasks, "messages": messages}
 
 
-def build_split(split: str, n: int, names: list[str], seed: int) -> list[dict]:
+def build_split(split: str, n: int, names: list[str], seed: int,
+                task_weights: dict[str, float] | None = None) -> list[dict]:
     rng = random.Random(f"{seed}-{split}")
     stories = generate_stories(n, names, seed=rng.randrange(2**31))
-    return [make_conversation(f, s, rng, f"{split}-{i:05d}") for i, (f, s) in enumerate(stories)]
+    return [make_conversation(f, s, rng, f"{split}-{i:05d}", task_weights)
+            for i, (f, s) in enumerate(stories)]
 
 
 # --- raw shapes ----------------------------------------------------------------------------------
@@ -179,7 +192,7 @@ def dump_jsonl(records: list[dict], path: Path) -> None:
 def build_all(seed: int = SEED) -> dict[str, list[dict]]:
     seen, heldout = name_pools(seed)
     rng = random.Random(f"{seed}-shapes")
-    train = build_split("train", SIZES["train"], seen, seed)
+    train = build_split("train", SIZES["train"], seen, seed, TRAIN_TASK_WEIGHTS)
     files = {f"train.{k}.jsonl": v for k, v in write_train_shapes(train, rng).items()}
     files["validation.jsonl"] = build_split("validation", SIZES["validation"], seen, seed)
     files["test.jsonl"] = build_split("test", SIZES["test"], heldout, seed)
