@@ -40,7 +40,7 @@ base-model: setup  ## pretrain the embedded base model on CPU (~15 min on 2 core
 	$(PY) -m course.build.pretrain
 
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
-	$(PY) -m benchmarks.reference_sft --group-by-length
+	$(PY) -m benchmarks.reference_sft --group-by-length --probe-every 200
 
 sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF Trainer reference's budget (1200 x 32); exact match -> JSON
 	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --results ../../benchmarks/results/step3_course_run.json

@@ -100,12 +100,12 @@ class FinetuneConfig:
     @classmethod
     def course_run(cls, **overrides: Any) -> "FinetuneConfig":
         """The notebook's fine-tuning of the embedded model, 4-5 minutes on 2 cores: 2000
-        steps of 16 sequences in batches of similar lengths, lr 2e-3 with 5 % warmup and cosine
+        steps of 16 sequences in batches of similar lengths, lr 1e-3 with 5 % warmup and cosine
         decay, no weight decay. The HF Trainer reference (benchmarks/reference_sft.py) has the
         same lr, schedule and length grouping with 32 sequences per step for 1200 steps:
         `course_run(max_steps=1200, grad_accum_steps=2)` (`make sft-loop`). What both reach,
         over seeds, is in docs/BASE_MODEL.md."""
-        values = dict(learning_rate=2e-3, max_steps=2000, batch_size=16, grad_accum_steps=1,
+        values = dict(learning_rate=1e-3, max_steps=2000, batch_size=16, grad_accum_steps=1,
                       group_by_length=True, warmup_ratio=0.05, weight_decay=0.0,
                       max_grad_norm=1.0, max_length=384, eval_every=200, eval_batches=8,
                       sample_every=400, save_every=400, log_every=10,
