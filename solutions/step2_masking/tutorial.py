@@ -427,9 +427,8 @@ Table([[name, f"{r['exact_match']:.0%}", f"{r['answer_loss']:.3f}", f"{r['stop_r
 #   answer is. Its answer loss counts the end token too, and that is where it pays.
 # - **No mask is not automatically worse.** In the course's run (48 steps) `no_mask` stopped
 #   almost as often as `assistant_only` (98 % vs 100 %) and had a *lower* answer loss (0.83 vs
-#   0.90).
-#   Here the prompts are stories from the pretraining distribution, so training on them is
-#   extra reading practice, and the answers are short next to their prompts — the regime in
+#   0.90). Here the prompts are stories from the pretraining distribution, so training on them
+#   is extra reading practice, and the answers are short next to their prompts — the regime in
 #   which Shi et al. (2024, *Instruction Tuning With Loss Over Instructions*) also found that a
 #   loss over the instructions can help. What the mask buys is control: with real chat data the
 #   user turns are text you do not want imitated (questions, pasted documents, other people's

@@ -461,11 +461,12 @@ print(f"base model exact match: {before.score:.1%}")
 # frequent word until, at some step, it starts copying the right one. Two choices made these
 # jumps reliable, and both are worth knowing beyond this course:
 # - **the data mix**: the train split has twice as many count and found questions as the
-#   others (the skills a model learns last get more examples; the price, measured, is a few
-#   points on the name questions, which now get fewer);
+#   others (the skills a model learns last get more examples; the price, measured, is about
+#   ten points on the name questions, which now get fewer);
 # - **the learning rate**: at 2e-3 with that mix one seed in three derailed (the training loss
 #   jumped twice and stalled; the model began writing the wrong pronoun and scored 67.6 %); at
-#   1e-3 all three seeds land within 0.3 points of each other.
+#   1e-3 the reference's three seeds land within 0.3 points of each other, this run's within
+#   1.5.
 #
 # The runs are in `docs/BASE_MODEL.md`. Compare runs over several seeds and read the score per
 # task, not only the total. One task stays out of reach at every budget tried: *yes/no* (at
