@@ -424,7 +424,7 @@ print("packed == padded:", abs(losses["packed"] - losses["padded"]) < 1e-4 * los
 # the HF Trainer's `group_by_length`) waste about as little padding and keep each
 # conversation's attention as short as the conversation. Measured with your loop
 # (`make bench`, `benchmarks/results/BENCHMARKS.md`): 1.37x the supervised tokens per second of
-# the same loop with packing, at 1.5 % padding against 4.4 %. On a GPU, flash
+# the same loop with packing, at 1.5 % padding against 3.5 %. On a GPU, flash
 # attention's varlen kernel skips the masked blocks, and packing is the better layout. The run
 # below groups by length.
 
