@@ -72,6 +72,11 @@ def configure(c, root: Path) -> None:
     c.RobustExecute.notebook_timeout = notebook_timeout()
     c.RobustExecute.interrupt_grace = int(os.environ.get("COURSE_INTERRUPT_GRACE", "10"))
 
+    # the exchange (release_assignment, collect, release_feedback): COURSE_EXCHANGE, default
+    # build/exchange; learners fetch and submit there under the course id above
+    from course.nbgrader.exchange import exchange_root
+    c.Exchange.root = str(exchange_root())
+
     # feedback: hidden test code and its tracebacks never reach a learner
     c.GenerateFeedback.preprocessors = [RedactHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
 

@@ -3,9 +3,10 @@
 For each step: build solutions/<step>/tutorial.ipynb from its source (tutorial.py, if any), copy
 the step into <root>/source/, run `nbgrader generate_assignment` (its post-convert hook, in
 hooks.py, strips the solution regions of the `.py` modules), verify that no solution line, marker
-or hidden test is left (nbgrader only logs a failing hook), and copy the release into
-<repo>/<step>/ (committed, never edited by hand). Files there that would change are backed up to
-build/release-backup/ first, so a learner's work is never lost.
+or hidden test is left (nbgrader only logs a failing hook), copy the release into <repo>/<step>/
+(committed, never edited by hand), and release it to nbgrader's exchange (`exchange.py`). Files
+in <repo>/<step>/ that would change are backed up to build/release-backup/ first, so a learner's
+work is never lost.
 
     python -m course.nbgrader.release                  # every step in solutions/
     python -m course.nbgrader.release step1_data       # one step
@@ -26,6 +27,7 @@ from course.grading import solutions_dir
 from course.nbgrader import (BUILD_DIR, NEVER_RELEASED, NOTEBOOK, NOTEBOOK_SOURCE, course_root,
                              released_steps, run_nbgrader)
 from course.nbgrader.config import write_config
+from course.nbgrader.exchange import release as release_to_exchange
 from course.nbgrader.hooks import find_leaks
 from course.nbgrader.source import build, build_step, dumps, sync_previous_steps
 
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  else "(unchanged)"))
     if backup.exists():
         print(f"previous versions of changed files: {backup.relative_to(REPO_ROOT)}/")
+    exchange = release_to_exchange(root, steps)
+    print(f"released to the exchange: {exchange} ({', '.join(steps)})")
     print(f"course root: {root}  ({time.monotonic() - start:.1f} s)")
     return 0
 
