@@ -49,10 +49,20 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> str:
-    """Template everything before the final assistant turn and open a new assistant turn."""
+    """Template everything before the final assistant turn and open a new assistant turn.
+
+    The template's default system prompt (Qwen2.5 writes "You are Qwen, ..." into every
+    conversation without a system turn) is made explicit first, with
+    `course.templates.with_default_system`, the same call that `course.data.load_split(...,
+    tokenizer=...)` and `course.userdata.load_user_file(..., tokenizer=...)` apply to training
+    data: the prompt is then exactly the start of the training text of the same conversation,
+    whether that text is built by the template or turn by turn by hand (step 2)."""
+    from course.templates import with_default_system
+
     if messages and messages[-1]["role"] == "assistant":
         messages = messages[:-1]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(with_default_system(messages, tokenizer), tokenize=False,
+                                         add_generation_prompt=True)
 
 
 @dataclass
