@@ -30,6 +30,11 @@ setup: $(STAMP)  ## create .venv with every dependency (idempotent)
 demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min)
 	$(PY) -m course.demo
 
+.PHONY: validate-data
+validate-data: setup  ## check your own data: accepted / rejected records with reasons (FILE=my.jsonl)
+	@test -n "$(FILE)" || { echo "usage: make validate-data FILE=my_data.jsonl (or several files)"; exit 2; }
+	$(PY) -m course.validate_data $(FILE)
+
 test: setup  ## the whole test suite
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
