@@ -571,6 +571,39 @@ Table(rows, ["question", "raw text", "Alpaca prompt", "ChatML prompt"], width=30
 # back to guessing — and the chat template stored with the tokenizer is how libraries keep both
 # sides equal.
 
+# %% [markdown]
+# ### The template is part of the model
+#
+# The course's template writes exactly the turns you give it. A real model's template may not.
+# Qwen2.5's writes a **default system prompt** — `You are Qwen, created by Alibaba Cloud. You are
+# a helpful assistant.` — into every conversation that has no system turn. Measured on 332 real
+# conversations (LLaMA-Factory's public demo data) with Qwen2.5's real tokenizer, ChatML by hand
+# (your `format_conversation`) equals `apply_chat_template` on **none** of them, and on **all**
+# once that prompt is written as an explicit first system turn. The rule the course follows:
+# make the template's default explicit in the data, so that every piece — the text built by
+# hand, the labels of step 2, the evaluation prompts — sees the conversation the model sees.
+# `course.templates.default_system_prompt(tokenizer)` finds it;
+# `course.data.load_split(split, tokenizer=...)`, `course.userdata.load_user_file(path,
+# tokenizer=...)` and `course.evaluate.chat_prompt` add it.
+#
+# Other families use other formats, and each has its own surprises:
+#
+# | template | a turn looks like | without a system turn | ChatML by hand equal |
+# |---|---|---|---|
+# | the course's | `<\|im_start\|>user\n…<\|im_end\|>\n` | nothing added | yes |
+# | Qwen2.5 | the same ChatML | writes its default system prompt | yes, default made explicit |
+# | Llama 3.2 | `<\|start_header_id\|>user<\|end_header_id\|>\n\n…<\|eot_id\|>` | always writes a system header with "Cutting Knowledge Date" and today's date | no |
+# | Mistral Nemo | `[INST]…[/INST]answer</s>` | — (a system prompt goes into the *last* user turn, and only when that turn is the last message: a training conversation, which ends with an answer, loses it) | no |
+# | Gemma 2 | `<start_of_turn>user\n…<end_of_turn>\n` | — (refuses a system turn; trims every content) | no |
+#
+# So write the text with the model's own template (`apply_chat_template`), and check what it
+# adds before you train. **Tool calls** are not part of this course: a record with tool calls
+# (ShareGPT `function_call` / `observation` turns, a `tools` column, OpenAI `tool_calls` or
+# `tool` turns) is rejected when it is loaded, with its file and line, because each family
+# writes tools its own way while everything here is built for system, user and assistant turns
+# of text. Records with images, and contents given as a list of parts, are rejected the same
+# way. To see what a file of your own would give: `make validate-data FILE=my_data.jsonl`.
+
 # %% [markdown] checklist
 # ## Checklist
 #
@@ -582,6 +615,8 @@ Table(rows, ["question", "raw text", "Alpaca prompt", "ChatML prompt"], width=30
 # - [ ] I can list the defects `clean_conversations` drops, and why each one hurts training.
 # - [ ] I chose `MAX_TOKENS` from the length histogram and can justify it.
 # - [ ] I can explain why the base model answers raw text, Alpaca and ChatML prompts differently.
+# - [ ] I can say what a real model's template adds by itself (Qwen2.5's default system prompt)
+#   and why the training data writes it explicitly.
 #
 # **Grade yourself:** `make grade STEP=step1_data` prints the points of every test and writes a
 # feedback page. **Compare** with the answer key:

@@ -215,6 +215,37 @@ print("offsets fallback equal to the marked template:",
       fallback == tokenize_for_sft(multi, tokenizer))
 
 # %% [markdown]
+# ### Real templates, and when "equal to TRL" holds
+#
+# None of the real templates tried here has generation markers: Qwen2.5, Llama 3.2, Mistral
+# Nemo, Gemma 2. On each of them transformers' mask is all zeros, so
+# `course.data.tokenize_for_sft` finds the answers by the prefix rule above and trains each
+# answer and the special token the template writes right after it — the token that ends the
+# turn, whatever its name (`<|im_end|>`, `<|eot_id|>`, `</s>`, `<end_of_turn>`). On 332 real
+# conversations it trains something on every one, with every template, and on Qwen2.5 your
+# hand-written labels equal it on all 332 once the template's default system prompt is an
+# explicit first turn (step 1). A template that renders earlier turns differently when more
+# turns follow has no such prefix, and then the labels are an error that names the record,
+# never a silent guess: Mistral Nemo drops a system prompt from any conversation that ends with
+# an answer, so a conversation with one cannot be labelled that way.
+#
+# TRL's `SFTTrainer(assistant_only_loss=True)` needs markers. For a few known templates it swaps
+# in a training copy of its own; for the others it refuses. Compared token by token on the same
+# conversations:
+#
+# | template | TRL's assistant-only labels vs ours |
+# |---|---|
+# | the course's (has markers) | equal |
+# | Qwen2.5 | TRL also trains the `\n` after `<\|im_start\|>assistant` and the `\n` after `<\|im_end\|>`: 2 more tokens per answer |
+# | Gemma 2 | TRL also trains the `\n` after `<end_of_turn>`: 1 more token per answer |
+# | Llama 3.2, Mistral Nemo | TRL refuses assistant-only loss (no training template for them) |
+#
+# So "equal to TRL" holds for a template with markers that wrap exactly the answer and its end
+# token, as the course's do. The extra tokens TRL trains are never written by the model: the
+# `\n` after `assistant` belongs to the generation prompt, which is given at inference, and the
+# text after the end token is never generated, because generation stops at it.
+
+# %% [markdown]
 # ## 4. Alpaca: the prompt is context, the response is trained
 #
 # Without a chat template the same idea holds: the Alpaca prompt (instruction, input,
@@ -454,6 +485,8 @@ for name, value in losses.items():
 #   one of them.
 # - [ ] My labels equal `apply_chat_template(..., return_assistant_tokens_mask=True)` on every
 #   training conversation, and I know the fallback when a template has no generation markers.
+# - [ ] I can say when labels "equal to TRL's assistant-only loss" hold, and which tokens TRL
+#   trains besides ours with Qwen2.5's and Gemma 2's templates.
 # - [ ] My loss equals `model(input_ids, labels=labels).loss`; I can explain where the shift
 #   happens and what a second shift does.
 # - [ ] I can explain token vs sequence normalisation with the worked example.
