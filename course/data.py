@@ -32,6 +32,10 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 IGNORE_INDEX = -100
 
 
+_ARRAY_HINT = ("; this reads the course's own JSON lines files: for a file of your own (a JSON "
+               "array too), use course.userdata.load_user_file or python -m course.validate_data")
+
+
 class DataFormatError(ValueError):
     """A record that does not have the expected shape; the message names file, line and field."""
 
@@ -55,10 +59,11 @@ def iter_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[dic
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{lineno}: invalid JSON ({err.msg} at column "
-                                      f"{err.colno})") from None
+                                      f"{err.colno}){_ARRAY_HINT if lineno == 1 else ''}"
+                                      ) from None
             if not isinstance(record, dict):
                 raise DataFormatError(f"{path}:{lineno}: expected a JSON object, "
-                                      f"got {type(record).__name__}")
+                                      f"got {type(record).__name__}{_ARRAY_HINT}")
             missing = [f for f in required if f not in record]
             if missing:
                 raise DataFormatError(f"{path}:{lineno}: missing field {missing[0]!r}")
@@ -107,6 +112,11 @@ def to_messages(record: dict, system_prompt: str | None = None) -> list[dict]:
         messages = [{"role": "user", "content": user},
                     {"role": "assistant", "content": record["output"]}]
     elif shape == "sharegpt":
+        unknown = [t["from"] for t in record["conversations"] if t["from"] not in SHAREGPT_ROLES]
+        if unknown:
+            raise DataFormatError(f"record {record.get('id')}: ShareGPT role {unknown[0]!r}; "
+                                  f"expected one of {sorted(SHAREGPT_ROLES)} (tool calls are "
+                                  "not supported; course.userdata.load_user_file reports them)")
         messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]}
                     for t in record["conversations"]]
     else:

@@ -37,6 +37,9 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False,
                                          add_generation_prompt=add_generation_prompt, **kwargs)
 
 
+_DEFAULT_SYSTEM_CACHE: dict[tuple, str | None] = {}
+
+
 def default_system_prompt(tokenizer) -> str | None:
     """The system prompt the chat template writes when a conversation has none, else None.
 
@@ -46,6 +49,14 @@ def default_system_prompt(tokenizer) -> str | None:
     template, Llama 3.2 (its system header is always written, but empty), Mistral and Gemma
     (which refuses a system turn): None.
     """
+    key = (type(tokenizer).__name__, str(tokenizer.chat_template), tokenizer.bos_token,
+           tokenizer.eos_token)
+    if key not in _DEFAULT_SYSTEM_CACHE:  # evaluation asks once per prompt: render once
+        _DEFAULT_SYSTEM_CACHE[key] = _find_default_system_prompt(tokenizer)
+    return _DEFAULT_SYSTEM_CACHE[key]
+
+
+def _find_default_system_prompt(tokenizer) -> str | None:
     from jinja2 import TemplateError as JinjaError
 
     user = [{"role": "user", "content": _PROBE_USER}]

@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from course.data import IGNORE_INDEX, DataFormatError, load_raw, tokenize_for_sft
+from course.data import (IGNORE_INDEX, DataFormatError, load_raw, to_messages,
+                         tokenize_for_sft, validate_file)
 from course.grading import load_reference
 from course.templates import default_system_prompt
 from course.userdata import ColumnMapping, load_user_file
@@ -212,9 +213,15 @@ def test_errors_downstream_name_the_file_and_line(tmp_path):
         step2.labels_for_batch(batch, tokenizer=real_tokenizer("qwen2.5"))
 
 
-def test_load_raw_points_to_the_user_file_loader():
+def test_the_course_loaders_point_to_the_user_file_loader():
     with pytest.raises(ValueError, match="load_user_file"):
         load_raw("my_data.jsonl")
+    with pytest.raises(DataFormatError, match=r"identity\.json:1: invalid JSON .*load_user_file"):
+        validate_file(LLAMAFACTORY / "identity.json")  # a JSON array, not JSON lines
+    tool = {"id": "x-1", "conversations": [{"from": "human", "value": "Hi"},
+                                           {"from": "function_call", "value": "{}"}]}
+    with pytest.raises(DataFormatError, match="record x-1: ShareGPT role 'function_call'"):
+        to_messages(tool)  # used to be a bare KeyError
 
 
 # --- the command -------------------------------------------------------------------------------
