@@ -1,6 +1,6 @@
 """The chat template is part of the model: what a template adds, and where the assistant speaks.
 
-    default_system_prompt(tokenizer)          # "You are Qwen, ..." for Qwen2.5; None for the course's
+    default_system_prompt(tokenizer)       # "You are Qwen, ..." for Qwen2.5; None for the course's
     messages = with_default_system(messages, tokenizer)   # that prompt made explicit in the data
     ids, mask = assistant_token_mask(messages, tokenizer) # 1 on the answers + their end token
 

@@ -82,6 +82,21 @@ def test_default_system_prompt_rule(toks):
     assert "Cutting Knowledge Date: December 2023" in render(toks["llama3.2"], user)
 
 
+def test_load_split_for_a_model_makes_the_default_explicit(toks):
+    from course.data import load_split
+
+    qwen = load_split("validation", tokenizer=toks["qwen2.5"])
+    plain = load_split("validation")
+    default = [{"role": "system", "content": QWEN_DEFAULT}]
+    added = 0
+    for mine, theirs in zip(qwen["messages"], plain["messages"]):
+        own = theirs[0]["role"] == "system"  # a conversation's own system turn is kept
+        assert mine == (theirs if own else default + theirs)
+        added += not own
+    assert added > 0
+    assert load_split("validation", tokenizer=load_tokenizer())["messages"] == plain["messages"]
+
+
 # --- step 1: hand-written ChatML vs the real template ----------------------------------------
 @pytest.mark.parametrize("family,raw,explicit", [
     ("qwen2.5", 0, N),       # equal once the default system prompt is explicit, never before

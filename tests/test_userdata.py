@@ -166,7 +166,8 @@ def test_system_field_is_kept_and_unknown_fields_are_counted(tmp_path):
     assert data.records[0]["messages"][0] == {"role": "system", "content": "Be brief."}
     assert data.unused_fields == {"score": 3, "source": 3}
     assert "not used by the course (ignored): 'score' (3 records)" in data.summary()
-    both = dict(rows[0], conversations=[{"from": "system", "value": "X"}] + rows[0]["conversations"])
+    system_turn = [{"from": "system", "value": "X"}]
+    both = dict(rows[0], conversations=system_turn + rows[0]["conversations"])
     data = load_user_file(write(tmp_path, "j.jsonl", jsonl([both])))
     assert data.rejected[0].kind == "ambiguous_system"
 
