@@ -11,6 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
         collect formgrader lab clean bench-grading bench-lora bench-masking \
+        hub proxy collect-exchange release-feedback \
         bench bench-sft bench-course
 
 help:  ## list targets
@@ -22,9 +23,19 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory proxy
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with every dependency (idempotent)
+
+# JupyterHub's proxy for `make hub`, from npm into .venv/node (skipped with a note without npm)
+PROXY_VERSION := 5.3.0
+proxy:
+	@if command -v npm >/dev/null; then \
+	  test -x $(VENV)/node/node_modules/.bin/configurable-http-proxy || \
+	  npm install --prefix $(VENV)/node --no-fund --no-audit --loglevel=error \
+	    configurable-http-proxy@$(PROXY_VERSION); \
+	else echo "note: npm not found: make hub needs Node.js 20 and npm (configurable-http-proxy)"; fi
 
 # --- the course -------------------------------------------------------------------------------
 demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min)
@@ -95,6 +106,18 @@ grade: setup  ## learner: grade your working copy, e.g. make grade STEP=step1_da
 
 bench-grading: setup  ## timings: release of one step, autograde of one submission (STEP=...)
 	$(PY) -m benchmarks.nbgrader_pipeline $(STEP)
+
+HUB_ROOT ?= /srv/sft-course
+LEARNERS ?= learner1 learner2 learner3
+HUB_PORT ?= 8000
+hub: setup  ## a class on this machine (root): JupyterHub on 127.0.0.1:8000, instructor + LEARNERS, nbgrader exchange
+	$(PY) -m course.hub.run --root $(HUB_ROOT) --port $(HUB_PORT) --learners $(LEARNERS)
+
+collect-exchange: setup  ## instructor: nbgrader collect STEP from the exchange (latest submission of each learner)
+	$(PY) -m course.nbgrader.exchange collect $(STEP)
+
+release-feedback: setup  ## instructor: feedback pages (hidden tests redacted), then nbgrader release_feedback
+	$(PY) -m course.nbgrader.exchange feedback $(RELEASED)
 
 lab: setup  ## JupyterLab on the course (index.ipynb) with nbgrader's Validate and formgrader; prints the URL
 	$(PY) -m course.lab $(JUPYTER_ARGS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -76,7 +77,16 @@ def release(root: Path, steps: list[str]) -> Path:
     log = _log(root, "release")
     for step in steps:
         run_nbgrader(["release_assignment", step, "--force"], root, log=log)
+    harden(course_exchange())
     return course_exchange()
+
+
+def harden(folder: Path) -> None:
+    """Add the sticky bit to inbound/ (nbgrader makes it 2733: anyone may add a submission
+    without seeing the others); with it, nobody but the instructor can remove one."""
+    inbound_dir = folder / "inbound"
+    if inbound_dir.is_dir() and inbound_dir.stat().st_uid == os.geteuid():
+        inbound_dir.chmod(stat.S_IMODE(inbound_dir.stat().st_mode) | stat.S_ISVTX)
 
 
 def collect(root: Path, step: str) -> list[str]:
