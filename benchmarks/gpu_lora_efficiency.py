@@ -1,41 +1,29 @@
-"""LoRA vs full fine-tuning on a GPU: peak memory, step time, tokens/s, MFU, and the largest
-Qwen2.5 size each method can train.
+"""LoRA vs full fine-tuning on a GPU: peak memory (measured next to its prediction), step time,
+tokens/s, MFU, and the largest Qwen2.5 size each method trains on the card.
 
     python -m benchmarks.gpu_lora_efficiency                      # CUDA: 0.5B, 1.5B, 3B, 7B
     python -m benchmarks.gpu_lora_efficiency --sizes 0.5B --methods lora --steps 3
     python -m benchmarks.gpu_lora_efficiency --smoke --out /tmp/smoke   # CPU, tiny, seconds
 
-Models are architecture-true Qwen2.5 configurations (the numbers of the public config.json
-files: 494M, 1.54B, 3.09B and 7.62B parameters, checked in tests/test_gpu_bench_smoke.py),
-initialised from the config on the GPU (nothing is downloaded), in bf16, with SDPA attention.
-Each (size, method) trains a few steps on random tokens with AdamW (fused, moments in bf16):
+The training step is `course.recipe`'s (its docstring says why each choice): full fine-tuning
+in mixed precision (fp32 master weights and AdamW moments, bf16 autocast; `--precision bf16`
+for pure bf16), LoRA r 64 / alpha 128 on every linear layer but the head (adapters fp32, base
+frozen in bf16, no dropout unless --lora-dropout), the sparse chunked output-layer loss, SDPA
+attention (FlashAttention on the GPU; checked once per size), fused AdamW. Models are
+architecture-true Qwen2.5 configurations built on the GPU from their config (nothing is
+downloaded); batches are random tokens, every position after the first supervised.
 
-  full   every parameter trains
-  lora   LoRA on every linear layer except the head (the seed's LLaMA-Factory recipe:
-         lora_target all, rank 64, alpha 128, dropout 0.05), by peft or by the course's
-         reference (--lora-impl course: solutions/step4_lora/lora_exercise.py). peft keeps
-         A and B in fp32 by default (autocast_adapter_dtype) and runs the LoRA path in fp32;
-         the course's module keeps them in the base layer's dtype (`lora_dtype` in the JSON)
+Measured per (size, method): peak memory = torch.cuda.max_memory_allocated() from before the
+model is built to the end (`predicted`: course.memory.estimate_peak), step time = median over
+the steps after the first (CUDA synchronised), tokens/s, MFU = course.flops.step_flops
+"matmul" / step time / the card's dense bf16 peak (course.flops.PEAK_BF16_TFLOPS or
+--peak-tflops), and `mfu_with_attention`.
 
-Measured: peak memory = torch.cuda.max_memory_allocated() over model creation and training
-(reset before each run), step time = median over the timed steps (after warm-up, CUDA
-synchronised), tokens/s = batch * seq_len / step time. Also written next to each measurement:
-the course's estimate (estimate_training_memory + activation_bytes of the step 4 module).
-
-MFU (model FLOPs utilisation) = FLOPs per token * tokens/s / the device's dense bf16 peak
-(datasheet, no sparsity; PEAK_BF16_TFLOPS below or --peak-tflops). FLOPs per token, with
-N = parameters that multiply activations (every nn.Linear, the LM head included even when tied
-to the embedding; the embedding lookup does no matmul), N_lora = LoRA's A and B parameters:
-  full   6 N               forward 2N, backward 4N (input gradients 2N + weight gradients 2N)
-  lora   4 N + 6 N_lora    forward 2N; backward still sends input gradients through every
-                           frozen matmul (2N) but computes weight gradients only for A and B;
-                           the LoRA matmuls themselves cost 6 N_lora
-Attention scores (QK^T and AV, 12 * layers * hidden * seq_len per token for forward and
-backward, the same for both methods) are left out of `mfu`, as in the 6N convention, and
-included in `mfu_with_attention`.
-
-Writes <out>/gpu_lora_efficiency_<device>_<date>.json and .png (device name and date inside).
-Needs torch and transformers, plus peft for --lora-impl peft (or the course's module).
+Every row is appended to <out>/sweep.jsonl the moment it finishes and <out>/sweep.json is
+rewritten, so a crash or a kill during the 7B row loses nothing before it; any error in a row
+(out of memory or another CUDA error) is recorded in that row and the sweep goes on (after an
+out-of-memory, larger sizes of that method are skipped unless --keep-going). <out> defaults to
+benchmarks/results/gpu/<device>/ (course.gpu_results). Also writes sweep.png.
 """
 from __future__ import annotations
 
@@ -43,127 +31,37 @@ import argparse
 import gc
 import json
 import platform
-import re
-import statistics
 import sys
 import time
+import traceback
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import torch
-import transformers
-from torch import nn
-from transformers import AutoModelForCausalLM, Qwen2Config
+from tqdm.auto import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "gpu_lora"
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
-# --- model sizes ---------------------------------------------------------------------------------
-# Qwen/Qwen2.5-{0.5B,1.5B,3B,7B}/config.json: hidden, layers, heads, kv heads, intermediate, vocab,
-# tied embeddings. All: SwiGLU, RMSNorm eps 1e-6, QKV bias, rope theta 1e6, 32768 positions.
-QWEN25 = {
-    "0.5B": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, intermediate_size=4864, vocab_size=151936,
-                 tie_word_embeddings=True),
-    "1.5B": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
-                 num_key_value_heads=2, intermediate_size=8960, vocab_size=151936,
-                 tie_word_embeddings=True),
-    "3B": dict(hidden_size=2048, num_hidden_layers=36, num_attention_heads=16,
-               num_key_value_heads=2, intermediate_size=11008, vocab_size=151936,
-               tie_word_embeddings=True),
-    "7B": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
-               num_key_value_heads=4, intermediate_size=18944, vocab_size=152064,  # not 151936
-               tie_word_embeddings=False),
-}
-SMOKE = {  # same architecture, toy sizes: a CPU runs both in seconds
-    "tiny-a": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=2, intermediate_size=128, vocab_size=512,
-                   tie_word_embeddings=True),
-    "tiny-b": dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=4,
-                   num_key_value_heads=2, intermediate_size=192, vocab_size=512,
-                   tie_word_embeddings=False),
-}
-SIZES = {**QWEN25, **SMOKE}
-
-# Dense bf16 tensor-core peaks (TFLOP/s, datasheets, without sparsity). First match wins.
-PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0),
-                    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0)]
+from course import flops, gpu_results, memory  # noqa: E402
+from course.recipe import (QWEN25, SIZES, TINY, Recipe, bf16_update_stall,  # noqa: E402
+                           build_model, flash_attention_check, make_optimizer,
+                           median_step_time, parameter_counts, qwen_config, random_batch,
+                           training_step)
 
 
-def qwen_config(size: str) -> Qwen2Config:
-    return Qwen2Config(**SIZES[size], rms_norm_eps=1e-6, rope_theta=1e6,
-                       max_position_embeddings=32768, use_cache=False)
-
-
-def peak_flops(device: torch.device, override_tflops: float | None) -> float | None:
-    if override_tflops:
-        return override_tflops * 1e12
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((t * 1e12 for key, t in PEAK_BF16_TFLOPS if key in name), None)
-
-
-# --- FLOPs ---------------------------------------------------------------------------------------
-def matmul_params(model: nn.Module) -> int:
-    """Weights that multiply activations: every nn.Linear (a tied head counts: it does a
-    matmul even though it shares the embedding's tensor)."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-
-
-def flops_per_token(method: str, n_matmul: int, n_lora: int, config: Qwen2Config,
-                    seq_len: int) -> dict[str, int]:
-    model = 6 * n_matmul if method == "full" else 4 * n_matmul + 6 * n_lora
-    attention = 12 * config.num_hidden_layers * config.hidden_size * seq_len
-    return {"model": model, "attention": attention}
-
-
-# --- one run -------------------------------------------------------------------------------------
-def build_model(size: str, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(qwen_config(size), dtype=dtype,
-                                                 attn_implementation="sdpa")
-    return model
-
-
-def apply_lora(model: nn.Module, args: argparse.Namespace) -> tuple[nn.Module, int]:
-    """LoRA on all linear layers but the head; returns the model and N_lora."""
-    if args.lora_impl == "peft":
-        from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(
-            r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-            target_modules="all-linear", task_type="CAUSAL_LM"))
-    else:
-        lora = course_lora()
-        lora.inject_lora(model, "all-linear", r=args.lora_r, alpha=args.lora_alpha,
-                         dropout=args.lora_dropout)
-    n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    return model, n_lora
-
-
-def lora_dtype(model: nn.Module) -> str | None:
-    return next((str(p.dtype).removeprefix("torch.") for n, p in model.named_parameters()
-                 if "lora_" in n), None)
-
-
-def course_lora():
-    """The course's reference LoRA module (solutions/step4_lora/lora_exercise.py)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+def course_inject_lora():
+    """Step 4's reference inject_lora (solutions/step4_lora/lora_exercise.py)."""
     from course.grading import load_reference
-    return load_reference("step4_lora", "lora_exercise")
+
+    return load_reference("step4_lora", "lora_exercise").inject_lora
 
 
-def estimate(size: str, total: int, trainable: int, tokens: int, checkpointing: bool
-             ) -> dict | None:
-    """The course's memory estimate for this run (bf16 everywhere), or None without it."""
-    try:
-        lora = course_lora()
-    except Exception:  # noqa: BLE001 - the benchmark runs without the course too
-        return None
-    act = lora.activation_bytes(qwen_config(size), tokens, 2, checkpointing)
-    return lora.estimate_training_memory(total, trainable, "bf16", act)
+def recipe_for(method: str, args: argparse.Namespace) -> Recipe:
+    return Recipe(method=method, precision=args.precision, lora_r=args.lora_r,
+                  lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                  lora_impl=args.lora_impl, grad_ckpt=args.grad_ckpt, compile=args.compile)
 
 
 def sync(device: torch.device) -> None:
@@ -171,62 +69,48 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(size: str, method: str, args: argparse.Namespace, device: torch.device,
-            dtype: torch.dtype) -> dict:
-    """Train `args.warmup + args.steps` steps; raises torch.OutOfMemoryError if it does not fit."""
+def measure(size: str, method: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Train `args.steps` steps of (size, method); raises whatever the GPU raises."""
     cuda = device.type == "cuda"
+    recipe = recipe_for(method, args)
+    config = qwen_config(size)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         start_mem = torch.cuda.memory_allocated(device)
-    config = qwen_config(size)
-    model = build_model(size, device, dtype, args.seed)
-    n_matmul = matmul_params(model)
-    n_lora = 0
-    if method == "lora":
-        model, n_lora = apply_lora(model, args)
-    adapter_dtype = lora_dtype(model)
-    params = {id(p): p for p in model.parameters()}.values()  # tied tensors once
-    total = sum(p.numel() for p in params)
-    trainable = [p for p in params if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
-    if args.grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    lr = 1e-4 if method == "lora" else 1e-5
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0, fused=cuda)
-    g = torch.Generator(device=device).manual_seed(args.seed)
-    ids = torch.randint(0, config.vocab_size, (args.batch_size, args.seq_len), generator=g,
-                        device=device)
-    weights_mem = torch.cuda.memory_allocated(device) - start_mem if cuda else None
-
+    inject = course_inject_lora() if method == "lora" and args.lora_impl == "course" else None
+    model = build_model(config, recipe, device, inject_lora=inject, seed=args.seed)
+    counts = parameter_counts(model)
+    optimizer = make_optimizer(model, 1e-4 if method == "lora" else 1e-5)
+    ids, positions, targets = random_batch(config, args.batch_size, args.seq_len,
+                                           args.supervised, device, args.seed)
     times, losses = [], []
-    for _ in range(args.warmup + args.steps):
+    for _ in range(args.steps):
         sync(device)
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(training_step(model, optimizer, ids, positions, targets, recipe))
         sync(device)
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated(device) - start_mem if cuda else None
-    step_time = statistics.median(times[args.warmup:])
+    step_time = median_step_time(times)
     tokens = args.batch_size * args.seq_len
-    flops = flops_per_token(method, n_matmul, n_lora, config, args.seq_len)
-    peak_flops_s = peak_flops(device, args.peak_tflops)
-    tps = tokens / step_time
-    mfu = flops["model"] * tps / peak_flops_s if peak_flops_s else None
-    mfu_att = (flops["model"] + flops["attention"]) * tps / peak_flops_s if peak_flops_s else None
-    del model, optimizer, trainable, params, ids, loss
+    work = flops.step_flops(config, recipe, args.batch_size, args.seq_len, args.supervised)
+    predicted = memory.estimate_peak(config, recipe, args.batch_size, args.seq_len,
+                                     args.supervised)
+    peak_t = args.peak_tflops or (flops.peak_tflops(torch.cuda.get_device_name(device))
+                                  if cuda else None)
+    losses = [float(x) for x in losses]
+    del model, optimizer
     return {
-        "size": size, "method": method, "fits": True, "parameters": total,
-        "trainable": n_trainable, "matmul_parameters": n_matmul, "lora_parameters": n_lora,
-        "lora_dtype": adapter_dtype,
-        "peak_memory_bytes": peak, "memory_after_setup_bytes": weights_mem,
-        "estimate_bytes": estimate(size, total, n_trainable, tokens, args.grad_ckpt),
+        "size": size, "method": method, "fits": True, "recipe": recipe.to_dict(),
+        "parameters": counts["total"], "trainable": counts["trainable"],
+        "matmul_parameters": counts["matmul"], "lora_parameters": counts["lora"],
+        "peak_memory_bytes": peak, "peak_memory_gib": None if peak is None else peak / 2**30,
+        "predicted_gib": predicted["total"] / 2**30, "predicted": predicted,
+        "peak_over_predicted": None if peak is None else peak / predicted["total"],
         "step_time_s": step_time, "step_times_s": times, "tokens_per_step": tokens,
-        "tokens_per_s": tps, "flops_per_token": flops, "mfu": mfu, "mfu_with_attention": mfu_att,
+        "tokens_per_s": tokens / step_time, "flops": work,
+        "mfu": flops.mfu(work["matmul"], step_time, peak_t),
+        "mfu_with_attention": flops.mfu(work["matmul"] + work["attention"], step_time, peak_t),
         "loss_first": losses[0], "loss_last": losses[-1],
     }
 
@@ -237,27 +121,39 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_all(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict]:
-    """Every (size, method), sizes from small to large; after an OOM the larger sizes of that
-    method are skipped (unless --keep-going)."""
+def error_row(size: str, method: str, err: BaseException) -> dict:
+    oom = isinstance(err, torch.OutOfMemoryError)
+    return {"size": size, "method": method, "fits": False, "out_of_memory": oom,
+            "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}",
+            "traceback": None if oom else traceback.format_exc(limit=3)[-1500:]}
+
+
+def run_all(args: argparse.Namespace, device: torch.device,
+            on_row=lambda row: None) -> list[dict]:
+    """Every (size, method), sizes from small to large. Any exception of a row is recorded in
+    it; after an out-of-memory the larger sizes of that method are skipped (unless
+    --keep-going). `on_row(row)` is called as each row finishes."""
     results, failed = [], set()
-    for size in args.sizes:
-        for method in args.methods:
-            if method in failed and not args.keep_going:
-                results.append({"size": size, "method": method, "fits": False,
-                                "skipped": "a smaller size did not fit"})
-                continue
-            oom = None
+    jobs = [(size, method) for size in args.sizes for method in args.methods]
+    for size, method in tqdm(jobs, desc="sweep", disable=not args.progress):
+        if method in failed and not args.keep_going:
+            row = {"size": size, "method": method, "fits": False,
+                   "skipped": "a smaller size did not fit"}
+        else:
+            error = None
             try:
-                result = measure(size, method, args, device, dtype)
-            except torch.OutOfMemoryError as err:  # leave the except block before freeing
-                oom = str(err).splitlines()[0][:300]
+                row = measure(size, method, args, device)
+            except Exception as err:  # noqa: BLE001 - one row's failure must not lose the rest
+                error = err
+            if error is not None:     # leave the except block first: its traceback holds tensors
+                row = error_row(size, method, error)
+                if row["out_of_memory"]:
+                    failed.add(method)
+                del error
             free_memory(device)
-            if oom is not None:
-                failed.add(method)
-                result = {"size": size, "method": method, "fits": False, "error": oom}
-            results.append(result)
-            print(summary_line(result), flush=True)
+        results.append(row)
+        on_row(row)
+        print(summary_line(row), flush=True)
     return results
 
 
@@ -269,21 +165,14 @@ def largest_fitting(results: list[dict], methods: list[str]) -> dict[str, str | 
     return out
 
 
-# --- report --------------------------------------------------------------------------------------
-def gib(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
 def summary_line(r: dict) -> str:
     if not r["fits"]:
-        return f"{r['size']:>6} {r['method']:<4}  does not fit ({r.get('error') or r['skipped']})"
+        return f"{r['size']:>6} {r['method']:<4}  did not run: {r.get('error') or r['skipped']}"
     mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-    est = r["estimate_bytes"]["total"] if r["estimate_bytes"] else None
+    peak = "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.2f} GiB"
     return (f"{r['size']:>6} {r['method']:<4}  params {r['parameters'] / 1e6:9.1f}M  trainable "
-            f"{r['trainable'] / 1e6:9.2f}M  peak {gib(r['peak_memory_bytes']):>10}  "
-            f"(estimate {gib(est)})  step {r['step_time_s'] * 1e3:8.1f} ms  "
+            f"{r['trainable'] / 1e6:9.2f}M  peak {peak:>10} (predicted "
+            f"{r['predicted_gib']:.2f} GiB)  step {r['step_time_s'] * 1e3:8.1f} ms  "
             f"{r['tokens_per_s']:10.0f} tok/s  MFU {mfu}")
 
 
@@ -296,11 +185,8 @@ def device_info(device: torch.device) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
-
-
 def plot(report: dict, path: Path) -> Path | None:
+    """Peak memory (measured bars, predicted marks) and tokens/s (MFU on the bars) vs size."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -310,84 +196,82 @@ def plot(report: dict, path: Path) -> Path | None:
     sizes = list(dict.fromkeys(r["size"] for r in report["results"]))
     methods = report["settings"]["methods"]
     fig, (ax_mem, ax_tps) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / len(methods)
+    width = 0.8 / max(len(methods), 1)
     for k, method in enumerate(methods):
         rows = {r["size"]: r for r in report["results"] if r["method"] == method}
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(sizes))]
-        mem, tps, est = [], [], []
-        for size in sizes:
-            r = rows.get(size, {"fits": False})
-            fits = r["fits"]
-            measured = r.get("peak_memory_bytes") if fits else None
-            mem.append((measured or 0) / 2**30)
-            tps.append(r["tokens_per_s"] if fits else 0)
-            e = r.get("estimate_bytes") if fits else None
-            est.append(e["total"] / 2**30 if e else float("nan"))
-        bars = ax_mem.bar(xs, mem, width, label=f"{method} (measured)")
-        ax_mem.plot(xs, est, "k_", markersize=14, label="estimate" if k == 0 else None)
-        tbars = ax_tps.bar(xs, tps, width, label=method)
-        for x, size, bar, tbar in zip(xs, sizes, bars, tbars):
-            r = rows.get(size, {"fits": False})
-            if not r["fits"]:
-                ax_mem.annotate("OOM", (x, 0), ha="center", va="bottom", color="red")
-                ax_tps.annotate("OOM", (x, 0), ha="center", va="bottom", color="red")
-            elif r["mfu"] is not None:
-                ax_tps.annotate(f"{100 * r['mfu']:.0f}%", (x, tbar.get_height()),
+        ok = [rows.get(s, {}).get("fits", False) for s in sizes]
+        mem = [(rows[s].get("peak_memory_gib") or 0) if o else 0 for s, o in zip(sizes, ok)]
+        pred = [rows[s]["predicted_gib"] if o else float("nan") for s, o in zip(sizes, ok)]
+        tps = [rows[s]["tokens_per_s"] if o else 0 for s, o in zip(sizes, ok)]
+        ax_mem.bar(xs, mem, width, label=f"{method} (measured)")
+        ax_mem.plot(xs, pred, "k_", markersize=14, label="predicted" if k == 0 else None)
+        bars = ax_tps.bar(xs, tps, width, label=method)
+        for x, size, o, bar in zip(xs, sizes, ok, bars):
+            if not o:
+                for ax in (ax_mem, ax_tps):
+                    ax.annotate("did not run", (x, 0), ha="center", va="bottom", color="red",
+                                fontsize=7, rotation=90)
+            elif rows[size]["mfu"] is not None:
+                ax_tps.annotate(f"{100 * rows[size]['mfu']:.0f}%", (x, bar.get_height()),
                                 ha="center", va="bottom", fontsize=8)
-    if not any(r.get("peak_memory_bytes") for r in report["results"]):
-        ax_mem.set_title("measured on CUDA only; estimates shown", fontsize=9)
-    total = report["device"].get("memory_bytes")
-    if total:
-        ax_mem.axhline(total / 2**30, color="gray", linestyle="--", label="device memory")
+    if report["device"].get("memory_bytes"):
+        ax_mem.axhline(report["device"]["memory_bytes"] / 2**30, color="gray", linestyle="--",
+                       label="device memory")
     for ax in (ax_mem, ax_tps):
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_xlabel("model size")
         ax.legend(fontsize=8)
-    ax_mem.set_ylabel("peak memory (GiB)")
+    ax_mem.set_ylabel("peak memory (GiB)" + ("" if report["device"].get("memory_bytes")
+                                             else "; measured on CUDA only"))
     ax_tps.set_ylabel("tokens / s (MFU on the bars)")
     s = report["settings"]
-    fig.suptitle(f"Full fine-tuning vs LoRA (r={s['lora_r']}), {report['device']['name']}, "
-                 f"{report['date']}, batch {s['batch_size']} x {s['seq_len']} tokens")
+    fig.suptitle(f"Full fine-tuning ({s['precision']}) vs LoRA (r={s['lora_r']}), "
+                 f"{report['device']['name']}, {report['date']}, batch {s['batch_size']} x "
+                 f"{s['seq_len']} tokens", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-# --- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    # what to run
     p.add_argument("--sizes", default=None, help="comma-separated, from " + ", ".join(SIZES)
                    + " (default: the four Qwen2.5 sizes; with --smoke: tiny-a,tiny-b)")
     p.add_argument("--methods", default="full,lora", help="comma-separated: full, lora")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny configs, 2 steps, CPU unless --device: checks the script end to end")
-    # the training step (defaults: the seed's recipe, batch 2 x cutoff 2048)
-    p.add_argument("--batch-size", type=int, default=None, help="default 2 (smoke: 2)")
+                   help="tiny configs, 3 steps, CPU unless --device: checks the script end to end")
+    p.add_argument("--batch-size", type=int, default=None, help="default 2")
     p.add_argument("--seq-len", type=int, default=None, help="default 2048 (smoke: 32)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps, default 5 (smoke: 2)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps, default 2 (smoke: 1)")
+    p.add_argument("--supervised", type=float, default=1.0,
+                   help="fraction of each row scored by the loss (default 1: all but the first)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per row; the first is left out of the median (default 6)")
+    p.add_argument("--precision", choices=["mixed", "bf16"], default="mixed",
+                   help="mixed: fp32 master weights + bf16 autocast (default); bf16: pure bf16")
     p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder layers")
     p.add_argument("--seed", type=int, default=0)
-    # LoRA
     p.add_argument("--lora-r", type=int, default=None, help="rank, default 64 (smoke: 4)")
     p.add_argument("--lora-alpha", type=float, default=None, help="default 2 x rank")
-    p.add_argument("--lora-dropout", type=float, default=0.05)
-    p.add_argument("--lora-impl", choices=["peft", "course"], default="peft")
-    # device and output
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="default 0: dropout keeps a copy of every adapted input (memory)")
+    p.add_argument("--lora-impl", choices=["course", "peft"], default="course")
     p.add_argument("--device", default=None, help="default cuda (smoke: cpu)")
     p.add_argument("--memory-fraction", type=float, default=None,
                    help="cap this process's share of GPU memory (emulate a smaller GPU)")
     p.add_argument("--peak-tflops", type=float, default=None,
-                   help="dense bf16 peak of the device, if not in PEAK_BF16_TFLOPS")
+                   help="dense bf16 peak of the device, if not in course.flops.PEAK_BF16_TFLOPS")
     p.add_argument("--keep-going", action="store_true",
-                   help="still try larger sizes of a method after one did not fit")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+                   help="still try larger sizes of a method after one ran out of memory")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default benchmarks/results/gpu/<device>/)")
     args = p.parse_args(argv)
     smoke = args.smoke
-    args.sizes = (args.sizes or ("tiny-a,tiny-b" if smoke else ",".join(QWEN25))).split(",")
+    args.sizes = (args.sizes or ",".join(TINY if smoke else QWEN25)).split(",")
     args.methods = args.methods.split(",")
     for size in args.sizes:
         if size not in SIZES:
@@ -395,11 +279,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for method in args.methods:
         if method not in ("full", "lora"):
             p.error(f"unknown method {method!r}; choose full or lora")
-    defaults = dict(batch_size=(2, 2), seq_len=(32, 2048), steps=(2, 5), warmup=(1, 2),
-                    lora_r=(4, 64))
+    defaults = dict(batch_size=(2, 2), seq_len=(32, 2048), steps=(3, 6), lora_r=(4, 64))
     for name, (small, full) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, small if smoke else full)
+    if args.steps < 2:
+        p.error("--steps must be at least 2 (the first is left out of the median)")
     args.lora_alpha = args.lora_alpha or 2.0 * args.lora_r
     args.device = args.device or ("cpu" if smoke else "cuda")
     return args
@@ -409,41 +294,54 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run on a GPU machine, or use --smoke (CPU)")
-    # bf16 on the GPU; fp32 on a CPU (most CPUs run bf16 matmuls many times slower)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        raise SystemExit("no CUDA device: run on a GPU machine, use --smoke (CPU), or see "
+                         "`python -m benchmarks.predict_memory --print` for the predictions")
     if device.type == "cuda" and args.memory_fraction:
         torch.cuda.set_per_process_memory_fraction(args.memory_fraction, device)
     info = device_info(device)
-    print(f"device: {info['name']}  dtype: {dtype}  sizes: {args.sizes}  methods: {args.methods}")
-    threads = torch.get_num_threads()
-    if args.smoke and device.type == "cpu":
-        torch.set_num_threads(1)  # toy matmuls: extra threads only wait on a busy machine
-    try:
-        results = run_all(args, device, dtype)
-    finally:
-        torch.set_num_threads(threads)
+    out = args.out or gpu_results.device_dir(info["name"])
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"device: {info['name']}  sizes: {args.sizes}  methods: {args.methods}  -> {out}")
     report = {
         "device": info, "date": date.today().isoformat(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.gpu_lora_efficiency",
                              *(argv if argv is not None else sys.argv[1:])]),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
-        "dtype": str(dtype).removeprefix("torch."),
-        "peak_bf16_flops": peak_flops(device, args.peak_tflops),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "peak_bf16_tflops": args.peak_tflops or (flops.peak_tflops(info["name"])
+                                                  if device.type == "cuda" else None),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "configs": {s: SIZES[s] for s in args.sizes},
-        "results": results,
-        "largest_fitting": largest_fitting(results, args.methods),
+        "bf16_update_stall": bf16_update_stall(device=device),
+        "flash_attention": (flash_attention_check(qwen_config(args.sizes[0]), args.batch_size,
+                                                  args.seq_len, device)
+                            if device.type == "cuda" else None),
+        "results": [], "largest_fitting": {}, "complete": False,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"gpu_lora_efficiency_{slug(info['name'])}_{report['date']}"
-    json_path = args.out / f"{stem}.json"
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    png = plot(report, args.out / f"{stem}.png")
-    print(f"largest size that fits: {report['largest_fitting']}")
-    print(f"wrote {json_path}" + (f" and {png}" if png else " (no matplotlib: no plot)"))
+    json_path, rows_path = out / f"{gpu_results.SWEEP}.json", out / f"{gpu_results.SWEEP}.jsonl"
+    rows_path.write_text("")
+
+    def write(row: dict | None = None) -> None:
+        if row is not None:
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            report["results"].append(row)
+        report["largest_fitting"] = largest_fitting(report["results"], args.methods)
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+
+    write()
+    threads = torch.get_num_threads()
+    if args.smoke and device.type == "cpu":
+        torch.set_num_threads(1)  # toy matmuls: extra threads only wait on a busy machine
+    try:
+        run_all(args, device, on_row=write)
+    finally:
+        torch.set_num_threads(threads)
+    report["complete"] = True
+    write()
+    png = plot(report, out / f"{gpu_results.SWEEP}.png")
+    print(f"largest size that trains: {report['largest_fitting']}")
+    print(f"wrote {json_path}, {rows_path.name}" + (f" and {png.name}" if png else ""))
     return report
 
 

@@ -3,7 +3,7 @@ worked out on a CPU: the analytic estimate (`course.memory.estimate_peak`) next 
 counted under fake tensors (`course.memory.fake_peak`), and whether it fits an 80 GiB or a
 141 GiB card.
 
-    python -m benchmarks.predict_memory            # ~2 min on 2 cores -> benchmarks/results/gpu/predicted/
+    python -m benchmarks.predict_memory            # ~2 min on 2 cores -> results/gpu/predicted/
     python -m benchmarks.predict_memory --print    # the committed table, nothing recomputed
 
 Writes memory_predicted.json, memory_predicted.md and memory_predicted.png (its title says

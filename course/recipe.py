@@ -11,7 +11,7 @@ precision
     matmuls run in bf16 under ``torch.autocast``, AdamW's moments are fp32. ``"bf16"``: every
     tensor in bf16, AdamW's moments too -- half the memory, but an fp32 update smaller than
     half a bf16 ulp of its weight is rounded away, so at lr 1e-5 most weights never move
-    (`course.memory.bf16_update_stall` measures it). LoRA freezes the base weights, which then
+    (`bf16_update_stall` measures it). LoRA freezes the base weights, which then
     need no master copy: they are stored in bf16 and only the adapters are fp32.
 loss
     The output layer maps each position to 151,936 logits. Materialising them for the whole
@@ -408,3 +408,26 @@ def median_step_time(times: list[float]) -> float:
 def gib(n: float | None) -> float | None:
     return None if n is None else n / 2**30
 
+
+
+def bf16_update_stall(steps: int = 10, lr: float = 1e-5, n: int = 200_000, seed: int = 0,
+                      device: torch.device | str = "cpu") -> dict[str, float]:
+    """Why pure bf16 training stalls: the fraction of weights (N(0, 0.02), a typical init) that
+    `steps` AdamW steps at `lr` actually change, kept in bf16 (weights and moments, as the
+    "bf16" precision does) vs fp32 master weights (as "mixed"). AdamW's first steps move each
+    weight by about lr; bf16 keeps 8 bits of mantissa, so an update below half a unit in the
+    last place of its weight (|w| / 256) rounds away."""
+    g = torch.Generator().manual_seed(seed)
+    init = (torch.randn(n, generator=g) * 0.02).to(device)
+    grads = [torch.randn(n, generator=g).to(device) for _ in range(steps)]
+    changed = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32_master", torch.float32)):
+        w = torch.nn.Parameter(init.to(dtype).clone())
+        start = w.detach().clone()
+        opt = torch.optim.AdamW([w], lr=lr, weight_decay=0.0)
+        for grad in grads:
+            w.grad = grad.to(dtype)
+            opt.step()
+        changed[name] = (w.detach() != start).float().mean().item()  # in the stored dtype
+    return {"steps": steps, "lr": lr, "changed_bf16": changed["bf16"],
+            "changed_fp32_master": changed["fp32_master"]}

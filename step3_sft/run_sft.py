@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
     from course.evaluate import exact_match
     from course.models import count_parameters, load_base_model, load_tokenizer
 
-    rank, world_size = sft.init_distributed()
+    rank, world_size = sft.init_distributed()  # on GPUs: this process's own GPU, NCCL
     tokenizer = load_tokenizer(cfg.model_name)
-    model = load_base_model(cfg.model_name)
+    model = load_base_model(cfg.model_name,
+                            device=sft.collective_device() if world_size > 1 else None)
     train_rows, val_rows = load_split("train"), load_split("validation")
     if args.train_limit:
         train_rows = train_rows.select(range(min(args.train_limit, len(train_rows))))

@@ -565,7 +565,12 @@ if runs:
 # accelerate launch --multi_gpu --num_processes 2 run_sft.py --batch-size 8
 # ```
 #
-# On GPUs, `init_distributed` picks NCCL instead of gloo; nothing else changes.
+# On GPUs three things change, all inside the given helpers: `init_distributed` gives each
+# process its own GPU (`torch.cuda.set_device(LOCAL_RANK)`; without it every process would
+# land on GPU 0) and picks NCCL instead of gloo when the model is on a GPU (gloo when it stays
+# on the CPU, even on a GPU machine); NCCL moves only GPU tensors, so `all_reduce_sum` and
+# `all_reduce_gradients` sum on that GPU (`collective_device()`); and `run_sft.py` loads the
+# model there. Your `train_step` and `evaluate` stay as they are.
 # `torch.nn.parallel.DistributedDataParallel` does step 4 of `train_step` for you, overlapped
 # with the backward pass (and `model.no_sync()` skips it on all but the last micro-batch).
 

@@ -469,19 +469,27 @@ fig = full_vs_lora.figures(result, ["ranks"]).get("ranks") if result else None
 # %% [markdown]
 # ### On a GPU
 #
-# The same comparison runs on a GPU when one is present (bf16, a longer budget), and
-# `benchmarks/gpu_lora_efficiency.py` measures real Qwen2.5 sizes (0.5B and up, initialised from
-# their configs): peak memory, step time, tokens/s, MFU, and the largest model each method can
-# train on the card. Results measured on a GPU are committed under `benchmarks/results/`:
+# On a CUDA machine, `make gpu` runs, in one go, this comparison with a longer budget and a
+# sweep over real Qwen2.5 sizes (0.5B, 1.5B, 3B, 7B, built from their configurations): peak
+# memory measured next to its prediction, step time, tokens/s, MFU, and the largest model each
+# method trains on the card. Full fine-tuning there uses mixed precision (fp32 master weights,
+# bf16 matmuls), LoRA keeps its frozen base in bf16, and the output layer scores only the
+# supervised positions, a chunk at a time. Results measured on a GPU are committed under
+# `benchmarks/results/gpu/<device>/`; the peak memory predicted on this CPU (fake tensors, no
+# GPU) is in `benchmarks/results/gpu/predicted/`.
 
 # %%
-gpu = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/gpu_lora_efficiency_cuda*.json"))
-gpu += sorted((REPO_ROOT / "benchmarks" / "results").glob("full_vs_lora_cuda.json"))
-if not gpu:
-    print("No GPU results are committed yet (pending a run on a GPU machine).")
-for path in gpu:
-    print(path.relative_to(REPO_ROOT))
-    print(json.dumps(json.loads(path.read_text()).get("device"), indent=1)[:400])
+from course import gpu_results
+
+found = gpu_results.find()
+if not found:
+    print("No GPU results are committed yet: `make gpu` on a CUDA machine writes them to "
+          "benchmarks/results/gpu/<device>/.")
+for device_results in found:
+    print(device_results.summary())
+predicted = gpu_results.GPU_RESULTS / gpu_results.PREDICTED / "memory_predicted.md"
+if predicted.exists():
+    print(predicted.read_text())
 
 # %% [markdown] checklist
 # ## Checklist
