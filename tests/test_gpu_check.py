@@ -1,0 +1,44 @@
+"""benchmarks/gpu_check.py, the script a session lent a GPU runs as is: its CPU dry run passes
+end to end, its time boxes fit 8 minutes, what it leaves in $OUT comes back from the device
+machine (few files, shallow), and it imports neither `datasets` nor `trl`."""
+from __future__ import annotations
+
+import ast
+import json
+import tarfile
+
+from benchmarks import gpu_check
+from course import REPO_ROOT
+
+
+def test_time_boxes_fit_eight_minutes():
+    assert sum(box for _, box, _ in gpu_check.STEPS) + gpu_check.RESERVE_S <= 8 * 60
+    assert gpu_check.BUDGET_S <= 8 * 60
+    assert [name for name, _, _ in gpu_check.STEPS] == list(gpu_check.STEP_FUNCTIONS)
+
+
+def test_no_datasets_or_trl_import():
+    tree = ast.parse((REPO_ROOT / "benchmarks" / "gpu_check.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in getattr(node, "names", [])}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"datasets", "trl"}
+
+
+def test_dry_run_passes_end_to_end(tmp_path):
+    report = gpu_check.main(["--dry-run", "--out", str(tmp_path)])
+    statuses = {name: step["status"] for name, step in report["steps"].items()}
+    assert set(statuses) == set(gpu_check.STEP_FUNCTIONS)
+    assert all(s in ("ok", "skipped") for s in statuses.values()), statuses
+    assert report["checks"] and all(report["checks"].values()), report["checks"]
+    rows = report["steps"]["row_05b"]["result"]["rows"]
+    assert rows and all(r["fits"] for r in rows)
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert len(files) <= 8 and all(len(f.parts) <= 3 for f in files), files
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["dry_run"] is True
+    with tarfile.open(tmp_path / "results.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.startswith("benchmarks/results/gpu/") and n.endswith("sweep/sweep.json")
+               for n in names), names
