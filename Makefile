@@ -67,6 +67,9 @@ sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF
 bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/results/full_vs_lora_*
 	$(PY) -m benchmarks.full_vs_lora
 
+gpu: setup  ## GPU finale on CUDA: Qwen2.5 0.5B-7B full vs LoRA (memory vs prediction, MFU) + embedded comparison -> benchmarks/results/gpu/<device>/; no CUDA: the CPU predictions
+	$(PY) -m benchmarks.gpu
+
 bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token (JSON + PNG)
 	$(PY) -m course.experiments.masking_ablation
 

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> Comparison:
     ap.add_argument("--smoke", action="store_true", help="a few tiny steps (tests)")
     ap.add_argument("--device", help="force a device (default: cuda if present, else cpu)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--prefix", default=None,
+                    help="file names' prefix (default full_vs_lora_<cpu|cuda>)")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> Comparison:
     if device.type == "cpu" and config.threads is None:
         config = replace(config, threads=min(2, torch.get_num_threads()))
     print(f"full fine-tuning vs LoRA on {device}: {config.label()}")
-    result, paths = run(config, args.out)
+    result, paths = run(config, args.out, prefix=args.prefix)
     print(result.table())
     print(f"{result.seconds / 60:.1f} min in all")
     for key, path in paths.items():

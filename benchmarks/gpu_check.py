@@ -100,7 +100,7 @@ def _sweep(work: Path, folder: str, argv: list[str]) -> dict[str, Any]:
 
 def step_row_05b(work: Path, dry: bool) -> dict[str, Any]:
     argv = ["--smoke", "--sizes", "tiny-a"] if dry else ["--sizes", "0.5B", "--steps", "8"]
-    out = _sweep(work, "row_05b", argv)
+    out = _sweep(work, "device", argv)
     checks = {}
     for r in out["rows"]:
         if r.get("fits") and r.get("peak_over_predicted") is not None:
@@ -141,7 +141,7 @@ def step_flops(work: Path, dry: bool) -> dict[str, Any]:
 
 def step_sweep(work: Path, dry: bool) -> dict[str, Any]:
     argv = ["--smoke", "--sizes", "tiny-b"] if dry else ["--sizes", "1.5B,3B,7B", "--steps", "5"]
-    return _sweep(work, "sweep", argv)
+    return _sweep(work, "device", [*argv, "--append"])  # after row_05b's rows
 
 
 def step_compile(work: Path, dry: bool) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def step_comparison(work: Path, dry: bool) -> dict[str, Any]:
     from benchmarks import full_vs_lora
 
     result = full_vs_lora.main(["--steps", "100", "--n-test", "200", "--ranks",
-                                "--out", str(work / "comparison")])
+                                "--out", str(work / "device"), "--prefix", "full_vs_lora"])
     return {"table": result.table(), "seconds": result.seconds}
 
 
@@ -222,19 +222,21 @@ def run_step(name: str, box: float, work: Path, dry: bool, log) -> dict[str, Any
 
 
 def pack(work: Path, out: Path, report: dict[str, Any]) -> None:
-    """results.tar.gz laid out as benchmarks/results/gpu/<device>/, plus the sweep's files."""
+    """results.tar.gz laid out as benchmarks/results/gpu/<device>/ (the sweep's rows and plot,
+    the comparison, gpu_check.json; compile/ beside them), plus sweep.json and sweep.png."""
     from course.gpu_results import device_slug
 
     device = (report["steps"].get("env", {}).get("result") or {}).get("device") or "cpu-dry-run"
     root = Path("benchmarks") / "results" / "gpu" / device_slug(device)
     with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
-        for folder in ("row_05b", "sweep", "compile", "comparison"):
-            if (work / folder).is_dir():
-                tar.add(work / folder, arcname=str(root / folder))
+        if (work / "device").is_dir():
+            tar.add(work / "device", arcname=str(root))
+        if (work / "compile").is_dir():
+            tar.add(work / "compile", arcname=str(root / "compile"))
         tar.add(out / "gpu_check.json", arcname=str(root / "gpu_check.json"))
     for name in ("sweep.json", "sweep.png"):
-        if (work / "sweep" / name).exists():
-            shutil.copy(work / "sweep" / name, out / name)
+        if (work / "device" / name).exists():
+            shutil.copy(work / "device" / name, out / name)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

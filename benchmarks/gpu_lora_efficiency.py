@@ -267,6 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-going", action="store_true",
                    help="still try larger sizes of a method after one ran out of memory")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows already in <out>/sweep.jsonl (other sizes, earlier runs)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default benchmarks/results/gpu/<device>/)")
     args = p.parse_args(argv)
@@ -319,14 +321,21 @@ def main(argv: list[str] | None = None) -> dict:
         "results": [], "largest_fitting": {}, "complete": False,
     }
     json_path, rows_path = out / f"{gpu_results.SWEEP}.json", out / f"{gpu_results.SWEEP}.jsonl"
-    rows_path.write_text("")
+    if args.append and rows_path.exists():
+        report["results"] = [json.loads(line) for line in rows_path.read_text().splitlines()
+                             if line.strip()]
+        report["settings"]["methods"] = list(dict.fromkeys(
+            [r["method"] for r in report["results"]] + args.methods))
+    else:
+        rows_path.write_text("")
 
     def write(row: dict | None = None) -> None:
         if row is not None:
             with rows_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             report["results"].append(row)
-        report["largest_fitting"] = largest_fitting(report["results"], args.methods)
+        report["largest_fitting"] = largest_fitting(report["results"],
+                                                    report["settings"]["methods"])
         json_path.write_text(json.dumps(report, indent=1) + "\n")
 
     write()

@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     print("It continues the prompt as if it were a story and never emits <|im_end|>.")
     print("Supervised fine-tuning (steps 1-4) teaches the format and when to stop.")
     if not args.before_only:
-        full_vs_lora(args, em.score if args.n_eval == 200 else None)
+        full_vs_lora(args, em.score, args.n_eval)
 
 
-def full_vs_lora(args: argparse.Namespace, base_exact_match: float | None = None) -> None:
-    """Step 4's comparison with the answer keys; prints the table and where the plots went."""
+def full_vs_lora(args: argparse.Namespace, base_exact_match: float | None = None,
+                 base_scored_on: int | None = None) -> None:
+    """Step 4's comparison with the answer keys; prints the table and where the plots went.
+    The base model's exact match (measured on the first `base_scored_on` test conversations)
+    goes into the table only when the runs are scored on the same conversations."""
     import torch
 
     from course import full_vs_lora as fvl
@@ -89,7 +92,8 @@ def full_vs_lora(args: argparse.Namespace, base_exact_match: float | None = None
     lora, masking, sft = (load_reference("step4_lora", m) for m in
                           ("lora_exercise", "masking_reference", "sft_reference"))
     result = fvl.compare(lora, masking, sft, config, base=False)
-    result.base_exact_match = base_exact_match  # measured above, on the same 200 conversations
+    if base_scored_on == config.n_test:  # the same conversations (200 on a CPU, 1000 on CUDA)
+        result.base_exact_match = base_exact_match
     print()
     print(result.table())
     print(f"({result.seconds / 60:.1f} min)")

@@ -26,8 +26,10 @@ Memory is reported two ways (`Run.memory`):
   allocated before it (the model's weights); on Linux CPUs, the growth of the process's peak
   resident memory (VmHWM, reset through /proc/self/clear_refs after `malloc_trim`) during
   training — allocator caching makes this coarse, so read it as an order of magnitude.
-Step time: median wall-clock time between consecutive optimizer steps (CUDA synchronised; the
-median leaves out the steps that also ran a validation pass).
+Step time: median wall-clock time between consecutive optimizer steps, the first left out
+(CUDA synchronised; the median also leaves out the steps that ran a validation pass). The
+table's "peak mem." column is `torch.cuda.max_memory_allocated()` on CUDA, the accounted total
+elsewhere (its footnote says which).
 """
 from __future__ import annotations
 
@@ -182,6 +184,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device):
         self.device, self.bytes, self.how = device, None, "unavailable"
+        self.peak = None  # CUDA: torch.cuda.max_memory_allocated() itself (weights included)
 
     def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
@@ -195,7 +198,8 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.bytes = torch.cuda.max_memory_allocated(self.device) - self.start
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+            self.bytes = self.peak - self.start
             self.how = "torch.cuda.max_memory_allocated growth"
         elif self.start is not None:
             peak = _status_kib("VmHWM")
@@ -422,8 +426,9 @@ def run_one(method: str, config: Config, lora: ModuleType | None, data: dict,
     grads = tensor_bytes(trainable)
     memory = {"accounted": {"weights": weights, "grads": grads, "optimizer": opt_bytes,
                             "activations": act, "total": weights + grads + opt_bytes + act},
-              "measured": {"bytes": peak.bytes, "how": peak.how}}
-    times = history["step_seconds"]
+              "measured": {"bytes": peak.bytes, "how": peak.how,
+                           "max_memory_allocated": peak.peak}}
+    times = history["step_seconds"][1:] or history["step_seconds"]  # step 1: allocation, warm-up
     result = Run(name=name, method=method, r=r, lr=lr, trainable=n_trainable, total=n_total,
                  optimizer_bytes=opt_bytes, checkpoint_bytes=ckpt, memory=memory,
                  step_seconds=statistics.median(times), train_seconds=train_seconds,
@@ -461,12 +466,14 @@ class Comparison:
             rows.append(
                 f"{run.name:18s} {run.lr:7.0e} {_count(run.trainable):>10s} "
                 f"{_size(run.optimizer_bytes):>12s} {_size(run.checkpoint_bytes):>10s} "
-                f"{_size(run.memory['accounted']['total']):>10s} "
+                f"{_size(_peak(run)):>10s} "
                 f"{run.step_seconds * 1000:5.0f}ms {_num(run.final_val_loss):>8s} "
                 f"{_pct(run.exact_match):>11s}")
+        measured = any(r.memory["measured"].get("max_memory_allocated") for r in self.runs)
         rows.append(f"base model (no fine-tuning): exact match {_pct(self.base_exact_match)}. "
-                    f"* weights + grads + optimizer state + activations, counted tensor by "
-                    f"tensor")
+                    + ("* torch.cuda.max_memory_allocated() during training" if measured else
+                       "* weights + grads + optimizer state + activations, counted tensor by "
+                       "tensor"))
         return "\n".join(rows)
 
     def _main_r(self) -> int | None:
@@ -483,6 +490,12 @@ class Comparison:
                    base_exact_match=data["base_exact_match"], seconds=data["seconds"],
                    meta=data.get("meta", {}),
                    runs=[Run(**r) for r in data["runs"]], sweep=[Run(**r) for r in data["sweep"]])
+
+
+def _peak(run: Run) -> int:
+    """The measured CUDA peak (max_memory_allocated) when there is one, else the accounted
+    total."""
+    return run.memory["measured"].get("max_memory_allocated") or run.memory["accounted"]["total"]
 
 
 def _count(n: int) -> str:

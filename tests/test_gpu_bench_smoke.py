@@ -104,3 +104,12 @@ def test_bad_arguments_are_rejected():
         bench.parse_args(["--methods", "qlora"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps", "1"])
+
+
+def test_make_gpu_without_cuda_prints_the_predictions(capsys, monkeypatch):
+    from benchmarks import gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.main([]) == 0
+    out = capsys.readouterr().out
+    assert "No CUDA GPU here" in out and "predicted on CPU" in out and "| 7B | lora |" in out

@@ -40,5 +40,13 @@ def test_dry_run_passes_end_to_end(tmp_path):
     assert json.loads((tmp_path / "gpu_check.json").read_text())["dry_run"] is True
     with tarfile.open(tmp_path / "results.tar.gz") as tar:
         names = tar.getnames()
-    assert any(n.startswith("benchmarks/results/gpu/") and n.endswith("sweep/sweep.json")
+    assert any(n.startswith("benchmarks/results/gpu/") and n.endswith("/sweep.json")
                for n in names), names
+    rows = [json.loads(line) for line in tar_member(tmp_path, "sweep.jsonl").splitlines()]
+    assert [r["size"] for r in rows] == ["tiny-a", "tiny-a", "tiny-b", "tiny-b"]  # appended
+
+
+def tar_member(folder, suffix: str) -> str:
+    with tarfile.open(folder / "results.tar.gz") as tar:
+        [member] = [m for m in tar.getmembers() if m.name.endswith("/" + suffix)]
+        return tar.extractfile(member).read().decode()
