@@ -251,17 +251,18 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 probs = logits.sub_(top).exp_()
                 norm = probs.sum(dim=-1, keepdim=True)
                 total += (top.squeeze(1) + norm.squeeze(1).log() - target_logit).sum()
-                if need_h or need_w:
-                    probs.div_(norm)
-                    probs.scatter_add_(1, t[:, None], probs.new_full((len(t), 1), -1.0))
-                    g = probs.to(compute_dtype)                         # d loss / d logits
-                del logits, probs
-                if need_h or need_w:
-                    if need_h:
-                        grad_h[start:start + chunk] = g @ w
-                    if need_w:
-                        grad_w.add_(g.T @ h)                            # fp32 accumulation
-                    del g                                               # before the next chunk
+                if not (need_h or need_w):                              # no gradient wanted
+                    del logits, probs
+                    continue
+                probs.div_(norm)
+                probs.scatter_add_(1, t[:, None], probs.new_full((len(t), 1), -1.0))
+                g = probs.to(compute_dtype)                             # d loss / d logits
+                del logits, probs                                       # the fp32 buffer
+                if need_h:
+                    grad_h[start:start + chunk] = g @ w
+                if need_w:
+                    grad_w.add_(g.T @ h)                                # fp32 accumulation
+                del g                                                   # before the next chunk
         ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
         ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
         ctx.has = (grad_h is not None, grad_w is not None)
