@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from course import memory
-from course.recipe import QWEN25, Recipe, qwen_config
+from course.recipe import QWEN25, Recipe, bf16_update_stall, qwen_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "benchmarks" / "results" / "gpu" / "predicted"
@@ -95,6 +95,11 @@ def markdown(report: dict) -> str:
               "|---|---:|---:|"]
     for size, ratio in report["lora_over_full"].items():
         lines.append(f"| {size} | {ratio['no checkpointing']:.2f} | {ratio['grad ckpt']:.2f} |")
+    stall = report["bf16_update_stall"]
+    lines += ["", f"Why \"pure bf16\" is only an option: {stall['steps']} AdamW steps at lr "
+              f"{stall['lr']:g} change {stall['changed_bf16']:.1%} of bf16 weights (init N(0, "
+              f"0.02)), {stall['changed_fp32_master']:.1%} of fp32 master weights "
+              "(`course.recipe.bf16_update_stall`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"date": date.today().isoformat(), "what": "predicted on CPU",
               "batch_size": BATCH, "seq_len": SEQ_LEN, "cards_gib": list(CARDS_GIB),
               "versions": {"torch": torch.__version__, "python": platform.python_version()},
-              "rows": rows, "lora_over_full": lora_over_full(rows)}
+              "rows": rows, "lora_over_full": lora_over_full(rows),
+              "bf16_update_stall": bf16_update_stall()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{STEM}.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / f"{STEM}.md").write_text(markdown(report))

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from course import flops, memory
 from course.grading import load_reference
-from course.recipe import Recipe, chunked_cross_entropy, qwen_config, supervised_positions
+from course.recipe import (Recipe, bf16_update_stall, chunked_cross_entropy,
+                           flash_attention_check, qwen_config, supervised_positions)
 from benchmarks import predict_memory
 
 FLOP_TOL = 0.01     # relative: analytic vs FlopCounterMode
@@ -94,9 +95,9 @@ def test_live_bytes_follows_allocation_and_release():
 @pytest.mark.parametrize("size,recipe", [
     ("0.5B", Recipe("full")), ("0.5B", Recipe("lora")), ("0.5B", Recipe("full", grad_ckpt=True)),
     ("0.5B", Recipe("lora", grad_ckpt=True)), ("0.5B", Recipe("full", precision="bf16")),
-    ("7B", Recipe("lora")),
+    ("0.5B", Recipe("lora", lora_dropout=0.05)), ("7B", Recipe("full")), ("7B", Recipe("lora")),
 ], ids=["0.5B-full-mixed", "0.5B-lora", "0.5B-full-grad-ckpt", "0.5B-lora-grad-ckpt",
-        "0.5B-full-bf16", "7B-lora"])
+        "0.5B-full-bf16", "0.5B-lora-dropout", "7B-full-mixed", "7B-lora"])
 def test_memory_estimate_equals_fake_tensor_peak(size, recipe, inject_lora):
     config = qwen_config(size)
     fake = memory.fake_peak(config, recipe, 2, 2048, inject_lora=inject_lora)["peak"]
@@ -136,3 +137,16 @@ def test_committed_prediction_table_matches_the_estimate_and_meets_the_targets()
         assert row["fits_141"] == (row["estimate_gib"] <= 141)
     ratio = report["lora_over_full"]
     assert ratio["0.5B"]["grad ckpt"] <= 0.5 and ratio["7B"]["grad ckpt"] <= 0.25
+
+
+# --- precision and attention ---------------------------------------------------------------------
+def test_pure_bf16_stalls_where_fp32_master_weights_move():
+    stall = bf16_update_stall(steps=10, lr=1e-5, n=20_000)
+    assert stall["changed_fp32_master"] > 0.99
+    assert stall["changed_bf16"] < 0.3
+
+
+def test_flash_attention_check_reports_either_way():
+    result = flash_attention_check(qwen_config("tiny-a"), 1, 16, "cpu", torch.float32)
+    assert isinstance(result["flash"], bool)
+    assert result["flash"] or "error" in result
