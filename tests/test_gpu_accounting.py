@@ -5,6 +5,7 @@ the committed prediction table agrees with the estimate."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -150,3 +151,22 @@ def test_flash_attention_check_reports_either_way():
     result = flash_attention_check(qwen_config("tiny-a"), 1, 16, "cpu", torch.float32)
     assert isinstance(result["flash"], bool)
     assert result["flash"] or "error" in result
+
+
+def test_figures_in_the_readme_and_step4_come_from_the_committed_table():
+    from course import REPO_ROOT
+
+    report = json.loads((predict_memory.OUT / f"{predict_memory.STEM}.json").read_text())
+    row = {(r["size"], r["recipe"]): r for r in report["rows"]}
+    readme = (REPO_ROOT / "README.md").read_text()
+    for size, recipe in [("0.5B", "full"), ("0.5B", "lora"), ("0.5B", "full, grad ckpt"),
+                         ("0.5B", "lora, grad ckpt"), ("7B", "full"), ("7B", "lora"),
+                         ("7B", "full, grad ckpt"), ("7B", "lora, grad ckpt")]:
+        figure = re.escape(f"{row[size, recipe]['estimate_gib']:.1f}")
+        assert re.search(rf"\b{figure}( GiB| vs)", readme), (size, recipe)
+    worst = max(abs(r["estimate_over_fake"] - 1) for r in report["rows"])
+    assert worst <= 0.036 and "within 3.6 % of the fake-tensor count" in readme
+    step4 = (REPO_ROOT / "solutions" / "step4_lora" / "tutorial.py").read_text()
+    for recipe in ("full", "lora", "lora, dropout 0.05"):
+        gib = row["7B", recipe]["estimate"]["activations"] / 2**30
+        assert f"{gib:.1f} GiB" in step4, recipe
