@@ -375,8 +375,9 @@ def flash_attention_check(config, batch_size: int, seq_len: int, device: torch.d
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
             out.sum().backward()
-    except RuntimeError as err:
-        return {"flash": False, "error": str(err).splitlines()[0][:300]}
+    except (RuntimeError, TypeError) as err:  # no kernel for it; TypeError: torch < 2.5
+        return {"flash": False, "error": f"{type(err).__name__}: "
+                                         f"{str(err).splitlines()[0][:300] if str(err) else ''}"}
     return {"flash": True, "shape": [batch_size, heads, seq_len, head_dim], "kv_heads": kv}
 
 
