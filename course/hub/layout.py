@@ -7,7 +7,8 @@
         config/instructor/          0755  the instructor's: the course's full nbgrader config
         hub/                        0700  root only: jupyterhub_config.py, its database, cookie
                                           secret, passwords.txt, roster.json, logs
-    ~<instructor>/course/           the nbgrader course root (gradebook, source, submissions)
+    ~<instructor>/sft-course/       the nbgrader course root (gradebook, source, submissions;
+                                    not "course/": that name would shadow the course package)
     ~<instructor>/solutions/        the instructor's copy of solutions/ (COURSE_SOLUTIONS)
     ~<learner>/                     the learner's working folder: fetched steps land here
 """
@@ -26,6 +27,7 @@ from course.hub.auth import write_roster
 from course.hub.python import SYSTEM_PATH, users_python
 from course.nbgrader.config import cell_timeout
 
+COURSE_ROOT_NAME = "sft-course"  # in the instructor's home (a "course" folder would shadow the package)
 VENV = Path(sys.prefix)  # the course's environment: its Jupyter data, config and Lab build
 PROXY = REPO_ROOT / ".venv" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 # What learners must not read; root owns these in the checkout, the hub closes them.
@@ -75,6 +77,7 @@ class HubSettings:
     ssl_key: str = ""
     steps: list[str] = field(default_factory=list)
     python: str = sys.executable  # what users' servers run (`python.py`)
+    ld_library_path: str = ""     # where that interpreter's libpython is, when copied
 
     @property
     def exchange(self) -> Path:
@@ -95,7 +98,7 @@ def home(user: str) -> Path:
 
 
 def course_root_of(instructor: str) -> Path:
-    return home(instructor) / "course"
+    return home(instructor) / COURSE_ROOT_NAME
 
 
 def user_environment(s: HubSettings, user: str) -> dict[str, str]:
@@ -105,6 +108,8 @@ def user_environment(s: HubSettings, user: str) -> dict[str, str]:
            "JUPYTERLAB_DIR": str(VENV / "share" / "jupyter" / "lab"),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "COURSE_EXCHANGE": str(s.exchange)}
+    if s.ld_library_path:
+        env["LD_LIBRARY_PATH"] = s.ld_library_path
     role = "instructor" if user == s.instructor else "learner"
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join([str(s.config_dir(role)),
                                                   str(VENV / "etc" / "jupyter")])
@@ -179,7 +184,8 @@ def prepare_instructor(s: HubSettings) -> Path:
     course_root = course_root_of(user)
     env = dict(os.environ, **user_environment(s, user))
     proc = run_as(user, [s.python, "-m", "course.hub.layout", str(course_root),
-                         *s.steps], env=env, capture_output=True, text=True)
+                         "--steps", *s.steps, "--learners", *s.learners], env=env,
+                  capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"releasing the course as {user} failed:\n"
                            f"{(proc.stdout + proc.stderr)[-3000:]}")
@@ -200,7 +206,8 @@ def prepare(s: HubSettings) -> dict[str, str]:
     s.exchange.chmod(0o1777)  # nbgrader: writable by all; sticky: nobody removes others' entries
     s.state.mkdir(mode=0o700, exist_ok=True)
     s.state.chmod(0o700)
-    s.python = str(users_python(Path(s.root) / "python"))
+    python, s.ld_library_path = users_python(Path(s.root) / "python")
+    s.python = str(python)
     for learner in s.learners:
         ensure_account(learner)
     course_root = prepare_instructor(s)
@@ -211,15 +218,24 @@ def prepare(s: HubSettings) -> dict[str, str]:
                         s.state / "roster.json")
 
 
-def release_as_instructor(course_root: Path, steps: list[str]) -> None:
+def release_as_instructor(course_root: Path, steps: list[str], learners: list[str]) -> None:
     """(run as the instructor) generate the steps in `course_root`, release them to the
-    exchange."""
+    exchange, list the learners in the gradebook (formgrader shows their names)."""
     from course.nbgrader.exchange import release
+    from course.nbgrader.gradebook import register_learners
     from course.nbgrader.release import generate
 
     generate(course_root, steps, log=course_root / "logs" / "release.log")
     release(course_root, steps)
+    register_learners(course_root, learners)
 
 
 if __name__ == "__main__":
-    release_as_instructor(Path(sys.argv[1]), sys.argv[2:])
+    import argparse
+
+    ap = argparse.ArgumentParser(description="release the course as the instructor")
+    ap.add_argument("course_root", type=Path)
+    ap.add_argument("--steps", nargs="+", required=True)
+    ap.add_argument("--learners", nargs="+", required=True)
+    a = ap.parse_args()
+    release_as_instructor(a.course_root, a.steps, a.learners)

@@ -93,10 +93,14 @@ def collect(root: Path, step: str) -> list[str]:
     """`nbgrader collect <step> --update`: the latest submission of every learner goes to
     <root>/submitted/<learner>/<step>/ (a newer one replaces an older one; nothing is collected
     twice). Returns the learners whose submission is now in submitted/."""
+    from course.nbgrader.gradebook import register_learners
+
     log = _log(root, f"collect-{step}")
     run_nbgrader(["collect", step, "--update"], root, log=log)
-    return sorted({s.student for s in inbound(step)
-                   if (root / "submitted" / s.student / step).is_dir()})
+    learners = sorted({s.student for s in inbound(step)
+                       if (root / "submitted" / s.student / step).is_dir()})
+    register_learners(root, learners)  # formgrader lists them by id, not "None, None"
+    return learners
 
 
 def return_feedback(root: Path, step: str) -> list[Path]:
