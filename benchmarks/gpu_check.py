@@ -20,8 +20,9 @@ box), in this order:
 Writes to --out (at most 5 files): gpu_check.json (every step's status, seconds, result and the
 checks against the targets), gpu_check.log (every step's output), results.tar.gz (the results
 laid out as benchmarks/results/gpu/<device>/..., to unpack at the repository root), and the
-sweep's sweep.json / sweep.png for a first look. Imports neither `datasets` nor `trl`; steps
-that need them fail alone, with the reason in the JSON.
+sweep's sweep.json / sweep.png for a first look. Imports neither `datasets` nor `trl`; the two
+steps that need the course's data (comparison, run_sft) are skipped, saying why, where
+`datasets` is missing, and any step that fails, fails alone, with the reason in the JSON.
 """
 from __future__ import annotations
 
@@ -153,9 +154,21 @@ def step_compile(work: Path, dry: bool) -> dict[str, Any]:
                                     "--compile"])
 
 
+def _without_datasets() -> dict[str, str] | None:
+    """{"skipped": why} where the `datasets` package (the course's data loader) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is None:
+        return {"skipped": "the `datasets` package is not installed here (the course's data "
+                           "loader needs it: pip install datasets)"}
+    return None
+
+
 def step_comparison(work: Path, dry: bool) -> dict[str, Any]:
     if dry:
         return {"skipped": "dry run (needs the data and minutes)"}
+    if (missing := _without_datasets()) is not None:
+        return missing
     from benchmarks import full_vs_lora
 
     result = full_vs_lora.main(["--steps", "100", "--n-test", "200", "--ranks",
@@ -166,6 +179,8 @@ def step_comparison(work: Path, dry: bool) -> dict[str, Any]:
 def step_run_sft(work: Path, dry: bool) -> dict[str, Any]:
     if dry:
         return {"skipped": "dry run (needs the data and minutes)"}
+    if (missing := _without_datasets()) is not None:
+        return missing
     import torch
 
     script = REPO_ROOT / "solutions" / "step3_sft" / "run_sft.py"

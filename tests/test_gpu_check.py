@@ -50,3 +50,13 @@ def tar_member(folder, suffix: str) -> str:
     with tarfile.open(folder / "results.tar.gz") as tar:
         [member] = [m for m in tar.getmembers() if m.name.endswith("/" + suffix)]
         return tar.extractfile(member).read().decode()
+
+
+def test_steps_needing_the_data_are_skipped_without_datasets(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "datasets" else real(name, *a))
+    for step in (gpu_check.step_comparison, gpu_check.step_run_sft):
+        assert "datasets" in step(tmp_path, dry=False)["skipped"]
