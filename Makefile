@@ -46,7 +46,7 @@ validate-data: setup  ## check your own data: accepted / rejected records with r
 	@test -n "$(FILE)" || { echo "usage: make validate-data FILE=my_data.jsonl (or several files)"; exit 2; }
 	$(PY) -m course.validate_data $(FILE)
 
-test: setup  ## the whole test suite
+test: setup proxy  ## the whole test suite
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 data: setup  ## regenerate the instruction data (byte-identical)
@@ -113,7 +113,7 @@ bench-grading: setup  ## timings: release of one step, autograde of one submissi
 HUB_ROOT ?= /srv/sft-course
 LEARNERS ?= learner1 learner2 learner3
 HUB_PORT ?= 8000
-hub: setup  ## a class on this machine (root): JupyterHub on 127.0.0.1:8000, instructor + LEARNERS, nbgrader exchange
+hub: setup proxy  ## a class on this machine (root): JupyterHub on 127.0.0.1:8000, instructor + LEARNERS, nbgrader exchange
 	$(PY) -m course.hub.run --root $(HUB_ROOT) --port $(HUB_PORT) --learners $(LEARNERS)
 
 collect-exchange: setup  ## instructor: nbgrader collect STEP from the exchange (latest submission of each learner)

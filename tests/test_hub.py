@@ -65,6 +65,8 @@ def hub():
     why = skip_reason()
     if why:
         pytest.skip(why)
+    for user in (ADA, GRACE, INSTRUCTOR):  # left by an interrupted run: start from nothing
+        remove_account(user)
     root = Path(tempfile.mkdtemp(prefix="sft-hub-", dir="/tmp"))  # reachable by the accounts
     root.chmod(0o755)
     info_file, log = root / "info.json", root / "hub.log"
