@@ -4,7 +4,8 @@
 two learner accounts and one instructor account (real Unix accounts, removed at the end):
 
 1. learner sft-ada logs in, fetches step1_data from the Assignments tab, fills TODO 1 in the
-   editor and submits; learner sft-grace fetches and submits the blank release;
+   editor and submits; learner sft-grace fetches, presses Validate (TODO 1's check is listed)
+   and submits the blank release;
 2. the instructor collects both in formgrader, autogrades each, sees two different scores,
    generates and releases feedback;
 3. sft-ada fetches the feedback: the hidden tests are redacted;
@@ -74,8 +75,9 @@ def hub():
            "--instructor", INSTRUCTOR, "--learners", ADA, GRACE, "--port", "0",
            "--steps", STEP, "--info-file", str(info_file), "--log", str(log)]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(root / "run.err").open("wb"),
-                            start_new_session=True)
+    with (root / "run.err").open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     info = None
     try:
         deadline = time.monotonic() + 300
@@ -125,7 +127,9 @@ def prepare_lab_settings(user: str) -> None:
 
     folder = home(user) / ".jupyter" / "lab" / "user-settings"
     lab_settings(folder)
-    entry = __import__("pwd").getpwnam(user)
+    import pwd
+
+    entry = pwd.getpwnam(user)
     for path in [home(user) / ".jupyter", *(home(user) / ".jupyter").rglob("*")]:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
@@ -223,6 +227,24 @@ def edit_module(w, user: str) -> None:
     assert path.read_text() == solved, "the editor did not save the module"
 
 
+def validate_blank(w, user: str) -> None:
+    """Validate (nbgrader's toolbar button) on the blank release lists TODO 1's check."""
+    page = w.page
+    page.goto(f"{w.server.base}/user/{user}/lab/tree/{STEP}/tutorial.ipynb?reset")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=LOAD_TIMEOUT)
+    page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for(
+        timeout=LOAD_TIMEOUT)
+    start = time.monotonic()
+    page.locator(".validate-button").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=GRADE_TIMEOUT)
+    TIMINGS["validate_click"] = time.monotonic() - start
+    text = dialog.text_content()
+    assert "Validation Results" in dialog.locator(".jp-Dialog-header").text_content(), text[:2000]
+    assert "check_alpaca_prompt" in text, text[:2000]
+    dialog.locator("button", has_text="OK").first.click()
+
+
 # --- the tests ----------------------------------------------------------------------------------
 def test_two_learners_fetch_and_submit(page_of, hub):
     ada = page_of(ADA)
@@ -238,6 +260,8 @@ def test_two_learners_fetch_and_submit(page_of, hub):
     grace = page_of(GRACE)
     assignments(grace)
     fetch(grace)
+    validate_blank(grace, GRACE)
+    assignments(grace)
     submit(grace)
     inbound = Path(hub["exchange"]) / "sft-course" / "inbound"
     assert sorted(p.name.split("+")[0] for p in inbound.iterdir()) == [ADA, GRACE]

@@ -24,7 +24,7 @@ from pathlib import Path
 from course import REPO_ROOT
 from course.hub.accounts import close_to_others, ensure_account, run_as
 from course.hub.auth import write_roster
-from course.hub.python import SYSTEM_PATH, users_python
+from course.hub.python import SYSTEM_PATH, reachable_by_others, users_python
 from course.nbgrader.config import cell_timeout
 
 COURSE_ROOT_NAME = "sft-course"  # in the instructor's home (a "course" folder would shadow the package)
@@ -202,6 +202,10 @@ def prepare(s: HubSettings) -> dict[str, str]:
         raise SystemExit(f"error: {PROXY} is missing: run `make setup` (needs npm)")
     close_to_others([REPO_ROOT / p for p in INSTRUCTOR_ONLY])
     Path(s.root).mkdir(parents=True, exist_ok=True)
+    Path(s.root).chmod(0o755)
+    if not reachable_by_others(Path(s.root)):
+        raise SystemExit(f"error: {s.root} is inside a folder other accounts cannot enter; "
+                         "choose another hub root (HUB_ROOT), e.g. /srv/sft-course")
     s.exchange.mkdir(exist_ok=True)
     s.exchange.chmod(0o1777)  # nbgrader: writable by all; sticky: nobody removes others' entries
     s.state.mkdir(mode=0o700, exist_ok=True)
