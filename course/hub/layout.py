@@ -27,7 +27,8 @@ from course.hub.auth import write_roster
 from course.hub.python import SYSTEM_PATH, reachable_by_others, users_python
 from course.nbgrader.config import cell_timeout
 
-COURSE_ROOT_NAME = "sft-course"  # in the instructor's home (a "course" folder would shadow the package)
+# The course root in the instructor's home; a "course" folder there would shadow the package.
+COURSE_ROOT_NAME = "sft-course"
 VENV = Path(sys.prefix)  # the course's environment: its Jupyter data, config and Lab build
 PROXY = REPO_ROOT / ".venv" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 # What learners must not read; root owns these in the checkout, the hub closes them.

@@ -1,10 +1,10 @@
 """nbgrader's exchange for the course: release, collect and return feedback with nbgrader's own
 commands, the way a class on JupyterHub runs.
 
-    python -m course.nbgrader.exchange release [STEP ...]    release_assignment (make release does it)
-    python -m course.nbgrader.exchange collect [STEP ...]    collect --update, then list what came in
-    python -m course.nbgrader.exchange feedback [STEP ...]   generate_feedback (checked) + release_feedback
-    python -m course.nbgrader.exchange status [STEP ...]     what the exchange holds
+    python -m course.nbgrader.exchange release [STEP ...]   release_assignment (make release)
+    python -m course.nbgrader.exchange collect [STEP ...]   collect --update, list what came in
+    python -m course.nbgrader.exchange feedback [STEP ...]  generate_feedback + release_feedback
+    python -m course.nbgrader.exchange status [STEP ...]    what the exchange holds
 
 The exchange root is COURSE_EXCHANGE, default build/exchange; the course id is the course's
 (`course.nbgrader.COURSE_ID`), both set in the course configuration (`config.py`). Learners use
