@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n  JupyterHub for the class is running: {base}\n"
               f"  accounts: {s.instructor} (instructor, formgrader), {', '.join(s.learners)}\n"
               f"  passwords (root only, one per account): {info['passwords']}\n"
-              f"  exchange: {s.exchange}   course root: ~{s.instructor}/course\n"
+              f"  exchange: {s.exchange}   course root: ~{s.instructor}/sft-course\n"
               f"  ready in {prepared:.0f} s (prepare) + {info['start_s']:.0f} s (start); "
               f"stop it with Ctrl-C\n", flush=True)
         return proc.wait()
