@@ -9,7 +9,8 @@ two learner accounts and one instructor account (real Unix accounts, removed at 
 2. the instructor collects both in formgrader, autogrades each, sees two different scores,
    generates and releases feedback;
 3. sft-ada fetches the feedback: the hidden tests are redacted;
-4. isolation, checked with the learners' own accounts: no learner can read another's home,
+4. the instructor's terminal (File > New > Terminal) runs the course's commands;
+5. isolation, checked with the learners' own accounts: no learner can read another's home,
    the instructor's gradebook and solutions, the checkout's solutions/, build/ or .git/, nor
    list or remove others' submissions in the exchange.
 
@@ -308,6 +309,26 @@ def test_instructor_collects_autogrades_and_releases_feedback(page_of, hub):
         page.locator(".modal", has_text=done).wait_for(timeout=GRADE_TIMEOUT)
         page.locator(".modal-footer button", has_text="OK").first.click()
         page.locator(".modal").first.wait_for(state="hidden")
+
+
+def test_instructor_terminal_runs_the_course_commands(page_of, hub):
+    """A terminal in the instructor's JupyterLab finds the course's python and exchange."""
+    w = page_of(INSTRUCTOR)
+    page = w.page  # File > New > Terminal
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^File$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^New$")).first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Terminal$")).first.click()
+    terminal = w.page.locator(".jp-Terminal .xterm-screen").first
+    terminal.wait_for(timeout=LOAD_TIMEOUT)
+    terminal.click()
+    out = home(INSTRUCTOR) / "terminal-check.txt"
+    w.page.keyboard.type(f"python -m course.nbgrader.exchange status {STEP} > {out.name}\n")
+    deadline = time.monotonic() + 60
+    while "learners" not in (out.read_text() if out.exists() else ""):
+        assert time.monotonic() < deadline, "the terminal did not run the course's python"
+        time.sleep(0.5)
+    assert "released, 2 submissions in the exchange (2 learners)" in out.read_text()
+    out.unlink()
 
 
 def test_learner_fetches_feedback_with_hidden_tests_redacted(page_of, hub):
