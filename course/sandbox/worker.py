@@ -1,0 +1,257 @@
+"""The untrusted side: a process that imports a learner's module and answers the grader's calls.
+
+Started by `course.sandbox.client.Worker` (through `course.sandbox.jail`), it reads requests on
+one pipe and writes answers on another, both on private file descriptors; the learner's prints
+go to stderr, never into the protocol. Every answer is plain data built by `wire.encode`: a value,
+a handle to an object that stays here, or an exception as its type name and message. After each
+request it also reports the tensors the grader sent that the call changed (values, gradients,
+requires_grad), so in-place updates (an optimizer step, `loss.backward()`, a merge) reach the
+grader's copies.
+
+Nothing here is trusted by the grader: learner code may patch any of it. The grader only ever
+reads data from this process (see wire.py), so the worst a hostile module can do here is to answer
+wrongly, which costs its own points.
+"""
+from __future__ import annotations
+
+import builtins
+import importlib
+import io
+import os
+import pickle
+import struct
+import sys
+import traceback
+import types
+from typing import Any
+
+import torch
+
+from course.sandbox import wire
+
+_HEADER = struct.Struct("<Q")
+
+
+# --- tensors sent by the grader: tracked, so they can be answered by reference and synced back ---
+class _Tracked:
+    def __init__(self) -> None:
+        self.by_token: dict[int, torch.Tensor] = {}
+        self.token_of_id: dict[int, int] = {}
+        self.baseline: dict[int, tuple] = {}
+
+    def add(self, token: int, t: torch.Tensor) -> None:
+        self.by_token[token] = t
+        self.token_of_id[id(t)] = token
+        self.baseline[token] = _state(t)
+
+    def token(self, t: Any) -> int | None:
+        token = self.token_of_id.get(id(t))
+        return token if token is not None and self.by_token.get(token) is t else None
+
+    def changes(self) -> list[tuple]:
+        """(token, value-or-None, grad-or-None, grad_is_none, requires_grad) for each tracked
+        tensor whose data, gradient or requires_grad changed since the last report."""
+        out = []
+        for token, t in self.by_token.items():
+            now = _state(t)
+            if now == self.baseline[token]:
+                continue
+            data_changed = now[:3] != self.baseline[token][:3]
+            grad = t.grad
+            out.append((token, wire.encode_tensor(t) if data_changed else None,
+                        None if grad is None else wire.encode_tensor(grad), grad is None,
+                        bool(t.requires_grad)))
+            self.baseline[token] = now
+        return out
+
+
+def _state(t: torch.Tensor) -> tuple:
+    g = t.grad
+    return (t._version, t.data_ptr(), tuple(t.shape),
+            None if g is None else (id(g), g._version, g.data_ptr()), t.requires_grad)
+
+
+TRACKED = _Tracked()
+
+
+def _rebuild_tracked(token: int, raw: torch.Tensor, is_param: bool, requires_grad: bool,
+                     grad: torch.Tensor | None) -> torch.Tensor:
+    """Unpickling hook for a tensor the grader sent (see client._Pickler)."""
+    if is_param:
+        t = torch.nn.Parameter(raw, requires_grad=requires_grad)
+    else:
+        t = raw
+        if requires_grad:
+            t.requires_grad_(True)
+    if grad is not None:
+        t.grad = grad
+    TRACKED.add(token, t)
+    return t
+
+
+# --- objects that stay here, named by handles ------------------------------------------------------
+class _Registry:
+    def __init__(self) -> None:
+        self.objects: dict[int, Any] = {}
+        self.ids: dict[int, int] = {}
+        self.next = 1
+
+    def register(self, obj: Any) -> tuple:
+        key = id(obj)
+        hid = self.ids.get(key)
+        if hid is None or self.objects.get(hid) is not obj:
+            hid, self.next = self.next, self.next + 1
+            self.objects[hid], self.ids[key] = obj, hid
+        cls = type(obj)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            kind = "exception_class"
+            bases = tuple(c.__name__ for c in obj.__mro__
+                          if c.__module__ == "builtins" and issubclass(c, BaseException))
+        else:
+            kind = ("module" if isinstance(obj, types.ModuleType) else
+                    "class" if isinstance(obj, type) else
+                    "callable" if callable(obj) else "object")
+            bases = ()
+        name = obj.__qualname__ if isinstance(obj, type) else cls.__qualname__
+        module = obj.__module__ if isinstance(obj, type) else cls.__module__
+        return (hid, f"{module}.{name}", kind, bases)
+
+    def get(self, hid: int) -> Any:
+        return self.objects[hid]
+
+
+REGISTRY = _Registry()
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "h":
+            return REGISTRY.get(pid[1])
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def _encode(value: Any) -> tuple:
+    return wire.encode(value, REGISTRY.register, TRACKED.token)
+
+
+# --- requests --------------------------------------------------------------------------------
+def _op_import(name: str) -> Any:
+    return importlib.import_module(name)
+
+
+def _op_exec(code: str, filename: str, namespace: dict, names: list[str]) -> dict:
+    """Run a notebook cell's code (a learner's solution cell) and return the names it set."""
+    exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - learner code, sandboxed
+    return {n: namespace[n] for n in names if n in namespace}
+
+
+def _op_isinstance(obj: Any, cls: Any) -> bool:
+    return isinstance(obj, cls)
+
+
+def _value_and_grads(fn: Any, args: tuple, kwargs: dict, wrt: list) -> tuple:
+    """fn(*args, **kwargs), then backward of the sum of its output; the output and the
+    gradients of `wrt` (tensors or modules' parameters; None where there is none)."""
+    out = fn(*args, **kwargs)
+    out.sum().backward()
+    grads = []
+    for item in wrt:
+        if isinstance(item, torch.nn.Module):
+            grads.append({n: (None if p.grad is None else p.grad.detach().clone())
+                          for n, p in item.named_parameters()})
+        else:
+            grads.append(None if item.grad is None else item.grad.detach().clone())
+    return out.detach(), grads
+
+
+OPS = {
+    "import": _op_import,
+    "getattr": getattr,
+    "setattr": setattr,
+    "delattr": delattr,
+    "call": lambda fn, args, kwargs: fn(*args, **kwargs),
+    "method": lambda obj, name, args, kwargs: getattr(obj, name)(*args, **kwargs),
+    "next": next,
+    "isinstance": _op_isinstance,
+    "exec": _op_exec,
+    "value_and_grads": _value_and_grads,
+    "release": lambda hids: [REGISTRY.objects.pop(h, None) for h in hids] and None,
+}
+
+
+def _answer(request: bytes) -> bytes:
+    try:
+        rid, op, args = _Unpickler(io.BytesIO(request)).load()
+    except Exception as err:  # noqa: BLE001 - a request this worker cannot read
+        return wire.dumps((-1, ("E", "RequestError", ("Exception",), f"{err}", ""), []))
+    try:
+        value = OPS[op](*args)
+        answer = ("ok", _encode(value))
+    except StopIteration:
+        answer = ("E", "StopIteration", ("StopIteration",), "", "")
+    except BaseException as err:  # noqa: BLE001 - learner errors are answers, not crashes
+        if isinstance(err, (SystemExit, KeyboardInterrupt)) and op == "exit":
+            raise
+        answer = _exception(err)
+    try:
+        changes = TRACKED.changes()
+    except Exception:  # noqa: BLE001 - a tracked tensor broken by learner code
+        changes = []
+    return wire.dumps((rid, answer, changes))
+
+
+def _exception(err: BaseException) -> tuple:
+    cls = type(err)
+    bases = tuple(c.__name__ for c in cls.__mro__
+                  if c.__module__ == "builtins" and issubclass(c, BaseException))
+    try:
+        message = str(err)
+    except Exception:  # noqa: BLE001
+        message = f"<{cls.__name__} whose message cannot be shown>"
+    tb = "".join(traceback.format_exception(cls, err, err.__traceback__, limit=-8))
+    return ("E", f"{cls.__module__}.{cls.__qualname__}", bases, message[:20_000], tb[-8_000:])
+
+
+def _read(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def serve(fd_in: int, fd_out: int) -> None:
+    while True:
+        try:
+            (size,) = _HEADER.unpack(_read(fd_in, _HEADER.size))
+            request = _read(fd_in, size)
+        except EOFError:
+            return
+        _write(fd_out, _answer(request))
+
+
+def main() -> None:
+    # The protocol moves to private descriptors; stdin is closed and stdout joins stderr, so
+    # nothing the learner's code prints can be taken for an answer by accident.
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
+    sys.path.insert(0, os.getcwd())
+    torch.set_num_threads(1)
+    builtins.input = lambda *a, **k: ""  # a stray input() must not wait for a terminal
+    serve(fd_in, fd_out)
+
+
+if __name__ == "__main__":
+    main()
