@@ -395,7 +395,7 @@ with tempfile.TemporaryDirectory() as tmp:
 #
 # Full fine-tuning of a pretrained 0.5B–7B model uses small learning rates (1e-5 to 2e-5): a
 # larger step overwrites what the model knew. LoRA's update starts at zero and lives in a small
-# subspace, so it needs — and tolerates — about ten times more: the seed's recipe (004) trains
+# subspace, so it needs — and tolerates — about ten times more: a common LoRA recipe trains
 # r = 64, alpha = 128 at **1e-4**. The embedded model is tiny and far from the answers' format,
 # so both are larger here: full fine-tuning uses 2e-3 in these short runs (step 3's long run
 # uses 1e-3, steadier over 2000 steps). Measured (r = 8, alpha = 16, 120 steps of 16
