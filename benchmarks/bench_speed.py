@@ -126,7 +126,7 @@ def run_course(examples, tokenizer, steps: int, collate=None, batch_size: int = 
     from unittest import mock
     sft = step3()
     meter = Meter()
-    collate = meter.wrap(collate or sft.masking.collate)
+    collate = meter.wrap(collate or sft.collate)
     model = model or fresh_model()
     loss = packing.full_logits_loss_sum if full_logits else sft.token_loss_sum
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(sft, "token_loss_sum", loss):
@@ -242,13 +242,13 @@ def layout_table(examples, tokenizer, groups: int = 4, repeat: int = 3) -> dict[
     model = fresh_model()
     chunks = [examples[16 * i:16 * (i + 1)] for i in range(groups)]
     layouts = {
-        "padded, full logits (the Trainer's batches)": (lambda g: sft.masking.collate(g, pad),
+        "padded, full logits (the Trainer's batches)": (lambda g: sft.collate(g, pad),
                                                         packing.full_logits_loss_sum),
         "packed 512, full logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
                                     packing.full_logits_loss_sum),
         "packed 512, sparse logits": (lambda g: packing.PackedCollator(PACK_LENGTH)(g, pad),
                                       sft.token_loss_sum),
-        "padded, sparse logits": (lambda g: sft.masking.collate(g, pad),
+        "padded, sparse logits": (lambda g: sft.collate(g, pad),
                                   sft.token_loss_sum),
     }
     best = {k: float("inf") for k in layouts}

@@ -5,8 +5,8 @@
     python -m benchmarks.full_vs_lora --smoke --out /tmp/x   # seconds, for the tests
 
 Runs course.full_vs_lora.compare with the answer keys (solutions/step4_lora/lora_exercise.py, and
-the reference copies beside it of step 2's labels and collator and step 3's training loop:
-masking_reference.py, sft_reference.py) and writes benchmarks/results/full_vs_lora_<cpu|cuda>.json and
+step 2's labels and collator and step 3's training loop from solutions/step2_masking and
+solutions/step3_sft) and writes benchmarks/results/full_vs_lora_<cpu|cuda>.json and
 three PNGs (loss curves, rank sweep, costs). Rerun it whenever the base model changes.
 """
 from __future__ import annotations
@@ -26,9 +26,10 @@ SMOKE = dict(steps=3, batch_size=2, eval_every=2, n_val=4, n_test=4, ranks=(1, 2
 
 
 def reference_modules():
-    """(lora, masking, sft): the step 4 answer key and the reference copies beside it."""
-    return tuple(load_reference("step4_lora", name)
-                 for name in ("lora_exercise", "masking_reference", "sft_reference"))
+    """(lora, masking, sft): the answer keys of steps 4, 2 and 3."""
+    return tuple(load_reference(step, name) for step, name in
+                 (("step4_lora", "lora_exercise"), ("step2_masking", "masking_exercise"),
+                  ("step3_sft", "sft_exercise")))
 
 
 def run(config: Config, out: Path, progress: bool = True, prefix: str | None = None

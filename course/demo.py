@@ -89,8 +89,9 @@ def full_vs_lora(args: argparse.Namespace, base_exact_match: float | None = None
     config = fvl.default_config(device, **overrides)
     print(f"\n=== 3. Fine-tuning: every parameter vs LoRA, on {device} ===")
     print(f"{config.label()}; then LoRA at r = {', '.join(map(str, config.ranks))}")
-    lora, masking, sft = (load_reference("step4_lora", m) for m in
-                          ("lora_exercise", "masking_reference", "sft_reference"))
+    lora, masking, sft = (load_reference(s, m) for s, m in
+                          (("step4_lora", "lora_exercise"), ("step2_masking", "masking_exercise"),
+                           ("step3_sft", "sft_exercise")))
     result = fvl.compare(lora, masking, sft, config, base=False)
     if base_scored_on == config.n_test:  # the same conversations (200 on a CPU, 1000 on CUDA)
         result.base_exact_match = base_exact_match

@@ -78,7 +78,7 @@ def setup(request, sft, tokenizer, examples):
     model = load_base_model().float()
     model.set_attn_implementation(request.param)
     pad = tokenizer.pad_token_id
-    unpacked = [sft.masking.collate(examples[:4], pad), sft.masking.collate(examples[4:], pad)]
+    unpacked = [sft.collate(examples[:4], pad), sft.collate(examples[4:], pad)]
     return model, pad, loss_and_grads(model, unpacked, sft)
 
 
@@ -113,7 +113,7 @@ def test_first_label_of_each_conversation_is_not_a_target(sft, tokenizer, exampl
     model = load_base_model().float()
     pad = tokenizer.pad_token_id
     full = [dict(e, labels=list(e["input_ids"])) for e in examples[:6]]
-    reference = loss_and_grads(model, [sft.masking.collate(full, pad)], sft)
+    reference = loss_and_grads(model, [sft.collate(full, pad)], sft)
     rows = packing.pack_examples(full, 512)
     good = packing.collate_packed(rows, pad)
     assert same(loss_and_grads(model, [good], sft), reference)
@@ -121,7 +121,7 @@ def test_first_label_of_each_conversation_is_not_a_target(sft, tokenizer, exampl
                                            packing.IGNORE_INDEX))
     assert not same(loss_and_grads(model, [leaky], sft), reference)
     assert sft.supervised_tokens(good["labels"]) == sft.supervised_tokens(
-        sft.masking.collate(full, pad)["labels"])
+        sft.collate(full, pad)["labels"])
 
 
 def test_collate_shapes_and_counts(tokenizer, examples):
@@ -196,7 +196,7 @@ def test_sparse_logits_loss_equals_full_logits(sft, tokenizer, examples, layout)
     model = load_base_model().float()
     pad = tokenizer.pad_token_id
     batch = (packing.collate_packed(packing.pack_examples(examples, 512), pad)
-             if layout == "packed" else sft.masking.collate(examples[:16], pad))
+             if layout == "packed" else sft.collate(examples[:16], pad))
     sparse = loss_and_grads(model, [batch], sft)
 
     class Full:  # token_loss_sum swapped for logits at every position

@@ -1,4 +1,4 @@
-"""Step 3's distributed helpers on GPUs, without GPUs: every tensor that reaches a collective is on
+"""Step 3's distributed helpers (course/distributed.py) on GPUs, without GPUs: every tensor that reaches a collective is on
 the process's device (the collective is mocked; the tensors are fake CUDA tensors), each process
 takes GPU LOCAL_RANK, and a model on the CPU gets gloo even on a CUDA machine."""
 from __future__ import annotations
@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from course.grading import load_reference
+from course import distributed
 
 
 @pytest.fixture()
 def sx():
-    return load_reference("step3_sft", "sft_exercise")
+    return distributed
 
 
 @pytest.fixture()

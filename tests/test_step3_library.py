@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from course import REPO_ROOT
+from course.batching import collate
 from course.data import load_split
 from course.grading import load_reference, patched
 from course.models import load_base_model, load_tokenizer
@@ -116,12 +117,12 @@ def test_accumulated_gradient_equals_full_batch_gradient(sx, tok, examples, base
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         size = len(batch) // parts
-        micro = [sx.masking.collate(batch[i:i + size], tok.pad_token_id)
+        micro = [collate(batch[i:i + size], tok.pad_token_id)
                  for i in range(0, len(batch), size)]
         stats = sx.train_step(model, opt, sched, micro, max_grad_norm=None)
         grads[parts] = (stats, {n: p.grad.clone() for n, p in model.named_parameters()})
     full_stats, full = grads[1]
-    counts = [sx.supervised_tokens(sx.masking.collate([e], 3)["labels"]) for e in batch]
+    counts = [sx.supervised_tokens(collate([e], 3)["labels"]) for e in batch]
     assert len(set(counts)) > 2 and full_stats["tokens"] == sum(counts)
     for parts in (2, 4, 8):
         stats, g = grads[parts]
@@ -184,7 +185,7 @@ def _trainer_run(sx, tok, train, base, cfg, tmp_path):
         save_strategy="no", report_to="none", seed=cfg.seed, use_cpu=True,
         dataloader_num_workers=0, disable_tqdm=True, bf16=False, fp16=False)
     trainer = Recording(model=model, args=args, train_dataset=list(train),
-                        data_collator=lambda f: sx.masking.collate(f, tok.pad_token_id))
+                        data_collator=lambda f: collate(f, tok.pad_token_id))
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h and "grad_norm" in h]
     return model, logs, seen_items
@@ -372,3 +373,24 @@ def test_two_processes_follow_the_single_process_trajectory(tmp_path, launcher, 
         assert _close(b, a, DIST_TOL), (single["losses"], double["losses"])
     assert _close(double["val_loss"], single["val_loss"], DIST_TOL)
     assert max(abs(a - b) for a, b in zip(single["weights"], double["weights"])) <= 1e-4
+
+
+def test_course_batches_equal_step_2s_hand_written_labels_and_collator(tok):
+    """Step 3 tokenizes and pads the library way (course/batching.py); on the course's data that
+    is step 2's answer token for token: labels, truncation and dropping, padding."""
+    from course import batching
+
+    masking = load_reference("step2_masking", "masking_exercise")
+    rows = load_split("train").select(range(400))
+    for max_length in (48, 256):
+        hand = masking.labels_for_batch({"messages": rows["messages"], "id": rows["id"]},
+                                        tokenizer=tok)
+        examples = [{k: hand[k][i] for k in ("input_ids", "attention_mask", "labels")}
+                    for i in range(len(rows))]
+        kept, _ = masking.truncate_and_filter(examples, max_length)
+        ours = batching.tokenize_split(rows, tok, max_length)
+        assert ours == kept, max_length
+    for chunk in (ours[:1], ours[:16], ours[100:133]):
+        a, b = batching.collate(chunk, tok.pad_token_id), masking.collate(chunk, tok.pad_token_id)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype
+                                            for k in a)

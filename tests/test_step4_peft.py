@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from course import lora_io
 from course.grading import load_reference
 from course.models import load_base_model
 
@@ -188,7 +189,7 @@ def test_saved_adapter_loads_in_peft_and_back(lora, base_model, tmp_path, target
     assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (8, 16, use_rslora)
 
     # and we load peft's save
-    back = lora.load_adapter(copy.deepcopy(base_model), tmp_path / "peft").eval()
+    back = lora_io.load_adapter(lora, copy.deepcopy(base_model), tmp_path / "peft").eval()
     with torch.no_grad():
         assert max_diff(back(ids).logits, expected) <= TOL
     assert lora.count_parameters(back)[1] == peft_model.get_nb_trainable_parameters()[1]
@@ -270,7 +271,7 @@ def test_adapter_for_a_different_base_is_rejected(lora, base_model, tmp_path):
     wrong_shapes = other_base(64, base_model.config.num_hidden_layers)
     with pytest.raises(ValueError, match=r"different base model.*layers.0.mlp.down_proj|"
                                          r"different base model.*layers.0.self_attn.q_proj"):
-        lora.load_adapter(wrong_shapes, tmp_path)
+        lora_io.load_adapter(lora, wrong_shapes, tmp_path)
     assert not lora.lora_layers(wrong_shapes)  # left unchanged
 
     # same shapes, fewer layers: modules of the adapter are missing in this model
@@ -279,7 +280,7 @@ def test_adapter_for_a_different_base_is_rejected(lora, base_model, tmp_path):
     fewer = Qwen2ForCausalLM(Qwen2Config(**config))
     with pytest.raises(ValueError, match=r"different base model.*this model lacks "
                                          r"\['model.layers.2.mlp.down_proj.lora_A.weight'"):
-        lora.load_adapter(fewer, tmp_path)
+        lora_io.load_adapter(lora, fewer, tmp_path)
 
     # peft fails too, less clearly (a size mismatch from torch)
     with pytest.raises(RuntimeError, match="size mismatch"):

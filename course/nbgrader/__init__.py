@@ -28,15 +28,6 @@ NEVER_RELEASED = [NOTEBOOK_SOURCE, HIDDEN_CHECKS, "__pycache__", ".ipynb_checkpo
                   "feedback"]
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
 
-# Earlier steps' answers that a later step builds on (steps are independent: a learner may start
-# at step 3 without having finished step 2). `make release` writes each as a reference copy,
-# solutions kept and markers removed, into solutions/<step>/ and so into the learner's release:
-#     step -> {copy name: (earlier step, its exercise module)}
-PREVIOUS_STEPS: dict[str, dict[str, tuple[str, str]]] = {
-    "step3_sft": {"masking_reference.py": ("step2_masking", "masking_exercise.py")},
-    "step4_lora": {"masking_reference.py": ("step2_masking", "masking_exercise.py"),
-                   "sft_reference.py": ("step3_sft", "sft_exercise.py")},
-}
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 

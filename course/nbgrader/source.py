@@ -141,34 +141,6 @@ def build_step(step: str, root: Path | None = None, check: bool = False) -> bool
     return changed
 
 
-def reference_copy(step: str, module: str) -> str:
-    """Text of the reference copy of `solutions/<step>/<module>` handed to later steps."""
-    from course.nbgrader import SOLUTION_MARKERS
-    text = (solutions_dir() / step / module).read_text(encoding="utf-8")
-    body = "".join(line for line in text.splitlines(keepends=True)
-                   if not any(m in line for m in SOLUTION_MARKERS))
-    return (f"# Reference copy of solutions/{step}/{module}, written by `make release`: do not edit.\n"
-            f"# It lets this step run without your own {step} work.\n" + body)
-
-
-def sync_previous_steps(step: str, check: bool = False) -> list[str]:
-    """Write (check=True: only list) the stale reference copies of earlier steps in
-    solutions/<step>/ (course.nbgrader.PREVIOUS_STEPS). Copies whose source is not there yet
-    are skipped."""
-    from course.nbgrader import PREVIOUS_STEPS
-    stale = []
-    for name, (earlier, module) in PREVIOUS_STEPS.get(step, {}).items():
-        if not (solutions_dir() / earlier / module).is_file():
-            continue
-        dest = solutions_dir() / step / name
-        text = reference_copy(earlier, module)
-        if not dest.exists() or dest.read_text(encoding="utf-8") != text:
-            stale.append(f"solutions/{step}/{name}")
-            if not check:
-                dest.write_text(text, encoding="utf-8")
-    return stale
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("steps", nargs="+")

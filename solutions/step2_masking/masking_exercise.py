@@ -15,11 +15,14 @@ label at position t + 1, so labels line up with input_ids, never shifted by hand
 from __future__ import annotations
 
 import functools
-import html
-import re
 
 import torch
 import torch.nn.functional as F
+
+# Given, for the notebook (course/masking_demos.py): seeing the mask, the library way.
+from course.masking_demos import (double_shift_demo, library_labels, loss_targets,  # noqa: F401
+                                  normalization_example, pre_shifted, visualize_labels)
+from course.templates import has_generation_markers  # noqa: F401
 
 IGNORE_INDEX = -100        # PyTorch's cross_entropy and every HF model skip this label
 ROLES = ("system", "user", "assistant")
@@ -242,52 +245,6 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     ### END SOLUTION
 
 
-def normalization_example(vocab_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """A toy batch where the two normalizations disagree: (logits (2, 6, V), labels (2, 6)).
-
-    Sequence 0 has a one-token answer the model gets badly wrong (loss 3.0); sequence 1 a
-    four-token answer it gets nearly right (0.5 per token). "token": (3.0 + 4 * 0.5) / 5 = 1.0.
-    "sequence": (3.0 + 0.5) / 2 = 1.75 -- the short answer's single token weighs 1/2, each
-    token of the long answer 1/8, so short answers dominate what the model learns.
-    """
-    labels = torch.full((2, 6), IGNORE_INDEX)
-    labels[0, 5] = 1
-    labels[1, 2:6] = torch.tensor([2, 3, 4, 5])
-    logits = torch.zeros(2, 6, vocab_size)
-    for b, t in zip(*torch.nonzero(labels != IGNORE_INDEX, as_tuple=True)):
-        loss = 3.0 if b == 0 else 0.5
-        p_right = torch.exp(torch.tensor(-loss))  # log-probabilities as logits: CE is exact
-        probs = torch.full((vocab_size,), float((1 - p_right) / (vocab_size - 1)))
-        probs[labels[b, t]] = p_right
-        logits[b, t - 1] = probs.log()  # the logit one step earlier predicts this label
-    return logits, labels
-
-
-def pre_shifted(labels: torch.Tensor) -> torch.Tensor:
-    """The classic mistake: labels shifted by hand (label t := label t + 1, -100 at the end)
-    although the model shifts them again. Only for demonstrations."""
-    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-
-
-def loss_targets(input_ids: list[int], labels: list[int], tokenizer) -> list[tuple[str, str]]:
-    """What the loss actually asks, as text: for every labelled position t >= 1, the pair
-    (token the model has just read at t - 1, token it must predict = labels[t]). With
-    pre-shifted labels each target is the token *after* the next one: the model is taught to
-    skip a token, and generates garbled text although its training loss looks fine."""
-    ids, labels = [int(t) for t in input_ids], [int(t) for t in labels]
-    return [(tokenizer.decode([ids[t - 1]]), tokenizer.decode([labels[t]]))
-            for t in range(1, len(labels)) if labels[t] != IGNORE_INDEX]
-
-
-def double_shift_demo(model, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """The model's loss with correct labels and with labels shifted by hand before the model
-    shifts them again (a trained model scores the second far worse: it is the wrong task)."""
-    with torch.no_grad():
-        right = model(input_ids=input_ids, labels=labels).loss.item()
-        double = model(input_ids=input_ids, labels=pre_shifted(labels)).loss.item()
-    return {"labels as built": right, "labels shifted by hand": double}
-
-
 # --- 4. truncation that never hides an empty sample ---------------------------------------
 def truncate_and_filter(examples: list[dict], max_length: int
                         ) -> tuple[list[dict], list[tuple[int, str]]]:
@@ -349,81 +306,3 @@ def collate(features: list[dict], pad_token_id: int, pad_to_multiple_of: int | N
         batch["labels"].append(list(f["labels"]) + [IGNORE_INDEX] * gap)
     return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
     ### END SOLUTION
-
-
-# --- seeing the mask ------------------------------------------------------------------------
-def visualize_labels(input_ids, labels, tokenizer) -> str:
-    """HTML with one `<span class="trained">` or `<span class="masked">` per token, in order,
-    holding the token's text (a newline shown as ↵); hover shows the token id and label.
-    In a notebook: `IPython.display.HTML(visualize_labels(enc["input_ids"], enc["labels"], tok))`.
-    """
-    spans = []
-    for token, label in zip([int(t) for t in input_ids], [int(t) for t in labels]):
-        trained = label != IGNORE_INDEX
-        text = html.escape(tokenizer.decode([token])).replace("\n", "↵\n")
-        spans.append(f'<span class="{"trained" if trained else "masked"}" '
-                     f'title="id {token}, label {label}" style="background:'
-                     f'{"#b7e4c7" if trained else "#e9ecef"};border:1px solid #fff">{text}</span>')
-    legend = ('<div><span style="background:#b7e4c7">trained</span> '
-              '<span style="background:#e9ecef">masked (-100)</span></div>')
-    return f'{legend}<pre style="white-space:pre-wrap;line-height:1.6">{"".join(spans)}</pre>'
-
-
-# --- the library way, with a fallback for chat templates without generation markers -------
-_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
-
-
-def has_generation_markers(chat_template: str | None) -> bool:
-    """Whether a chat template marks the assistant's text with `{% generation %}`."""
-    return bool(chat_template) and bool(_GENERATION.search(chat_template))
-
-
-def assistant_char_spans(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and, per assistant turn, the characters [start, end) of its
-    content plus the EOS right after it -- found without `{% generation %}` markers.
-
-    Render the conversation up to turn i with the generation prompt: that text must be a
-    prefix of the full text, and turn i's content starts at the first occurrence at or after
-    that point. Works for any template that renders earlier turns the same way whatever follows
-    them (ChatML, Llama, Mistral do; templates that rewrite earlier turns, e.g. strip earlier
-    reasoning, do not -- this raises then)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    eos = tokenizer.eos_token or ""
-    spans = []
-    for i, turn in enumerate(messages):
-        if turn["role"] != "assistant":
-            continue
-        prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False,
-                                               add_generation_prompt=True)
-        start = text.find(turn["content"], len(prefix)) if text.startswith(prefix) else -1
-        if start < 0:
-            raise ValueError(f"turn {i}: the chat template does not render earlier turns as a "
-                             f"prefix of the conversation; cannot locate the answer")
-        end = start + len(turn["content"])
-        if eos and text.startswith(eos, end):
-            end += len(eos)  # the stop signal is part of what the model must say
-        spans.append((start, end))
-    return text, spans
-
-
-def library_labels(messages: list[dict], tokenizer) -> dict[str, list[int]]:
-    """The library way: `apply_chat_template(..., return_assistant_tokens_mask=True)` when the
-    template has `{% generation %}` markers. Without them transformers returns an all-zero mask
-    (every label -100, silently), so fall back to character offsets: tokenize the rendered text
-    with `return_offsets_mapping=True` and train every token overlapping an assistant span of
-    `assistant_char_spans` (transformers does the same from the spans its markers record).
-    Raises ValueError if nothing would be trained."""
-    if has_generation_markers(tokenizer.chat_template):
-        enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
-        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
-    else:
-        text, spans = assistant_char_spans(messages, tokenizer)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        mask = [int(any(a < end and b > start for start, end in spans))
-                for a, b in enc["offset_mapping"]]
-    if not any(mask):
-        raise ValueError("no assistant token in this conversation: nothing would be trained")
-    return {"input_ids": ids, "attention_mask": [1] * len(ids),
-            "labels": [t if m else IGNORE_INDEX for t, m in zip(ids, mask)]}

@@ -137,7 +137,7 @@ def _batches(ref: ModuleType, sizes: list[int], start: int = 0, cut: int | None 
         chunk = [examples[(i + k) % len(examples)] for k in range(size)]
         if cut is not None:
             chunk = [{k: v[:cut] for k, v in e.items()} for e in chunk]
-        out.append(ref.masking.collate(chunk, pad))
+        out.append(ref.collate(chunk, pad))
         i += size
     return out
 

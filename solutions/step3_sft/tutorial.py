@@ -46,6 +46,7 @@ import torch
 
 import sft_exercise as ex
 from course import plots
+from course.batching import collate, tokenize_split
 from course.checks import step3_sft as checks
 from course.data import load_split
 from course.evaluate import chat_prompt, exact_match, generate
@@ -58,13 +59,13 @@ tokenizer = load_tokenizer()
 base_model = load_base_model(device="cpu")
 print(f"base model: {count_parameters(base_model):,} parameters")
 
-# Step 2's labels and collator (its reference copy, masking_reference.py): input_ids,
+# Step 2's labels, the library way (course/batching.py, equal to step 2's answer): input_ids,
 # attention_mask and labels per conversation, -100 everywhere but the assistant's answers.
 train_rows = load_split("train")
 if is_grading():
     train_rows = train_rows.select(range(600))  # grading: a short run is enough
-train_examples = ex.tokenize_split(train_rows, tokenizer, max_length=256)
-val_examples = ex.tokenize_split(load_split("validation"), tokenizer, max_length=256)
+train_examples = tokenize_split(train_rows, tokenizer, max_length=256)
+val_examples = tokenize_split(load_split("validation"), tokenizer, max_length=256)
 print(f"{len(train_examples):,} training and {len(val_examples):,} validation conversations")
 
 # %% [markdown]
@@ -397,7 +398,7 @@ if not is_grading():
 from course import packing
 
 group = train_examples[:16]
-padded = ex.masking.collate(group, tokenizer.pad_token_id)
+padded = collate(group, tokenizer.pad_token_id)
 packed = packing.PackedCollator(max_length=512)(group, tokenizer.pad_token_id)
 print(f"padded: {tuple(padded['input_ids'].shape)}, waste {packing.padding_waste([padded]):.0%};"
       f" packed: {tuple(packed['input_ids'].shape)}, waste {packing.padding_waste([packed]):.0%}")

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from course.grading import HiddenReport, compare_with_reference, patched, short
+from course.lora_io import dropout_p
 
 ATOL = RTOL = 1e-5   # hand-written and reference code may order float operations differently
 WEIGHT_TOL = 1e-6    # merged weights: one addition, the same in every correct implementation
@@ -603,7 +604,7 @@ def _check_inject(report: HiddenReport, ex: ModuleType, ref: ModuleType, model: 
             continue
         report.expect(layer.base_layer is original, "base_layer is the original module")
         report.expect(layer.r == settings["r"] and math.isclose(layer.scaling, expected.scaling)
-                      and ref._dropout_p(layer) == settings.get("dropout", 0.0),
+                      and dropout_p(layer) == settings.get("dropout", 0.0),
                       "r, alpha, dropout and rsLoRA passed on",
                       f"{name}: r={layer.r}, scaling={layer.scaling}, expected "
                       f"r={expected.r}, scaling={expected.scaling}")

@@ -11,46 +11,24 @@ a function body; its docstring is the specification that the checks and the grad
     model = merge_and_unload(model)  # a plain transformers model again
 
 Names follow peft (peft/tuners/lora/layer.py): base_layer, lora_A, lora_B, lora_dropout, scaling,
-get_delta_weight, merge, unmerge. The seed tutorial writes A as an (in, r) matrix and B as
-(r, out) and computes x @ A @ B; here, as in peft, lora_A and lora_B are bias-free nn.Linear
-layers with weights of shape (r, in) and (out, r), so the update B.weight @ A.weight has the
-base weight's (out, in) shape and the saved keys are peft's.
+get_delta_weight, merge, unmerge. lora_A and lora_B are bias-free nn.Linear layers with weights of
+shape (r, in) and (out, r): the update B.weight @ A.weight has the base weight's (out, in) shape.
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from course import lora_io
+from course.lora_io import (INITS, check_lora_settings,  # noqa: F401  (given helpers)
+                            linear_names, lora_layers)
 
 PEFT_PREFIX = "base_model.model."  # peft saves adapter weights under PeftModel.base_model.model
 ALL_LINEAR = "all-linear"          # peft's shorthand: every nn.Linear except the output head
-INITS = ("kaiming", "gaussian")
-
-
-def check_lora_settings(base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-                        init: str = "kaiming", where: str = "") -> None:
-    """Raise TypeError / ValueError, naming `where` (a module name) and the setting, when a
-    LoRALinear(base, r, alpha, dropout, init=init) cannot be built."""
-    at = f"{where}: " if where else ""
-    if not isinstance(base, nn.Linear):
-        raise TypeError(f"{at}LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"{at}LoRA rank r must be a positive integer, got r={r!r}")
-    if r > min(base.in_features, base.out_features):
-        raise ValueError(
-            f"{at}LoRA rank r={r} exceeds min(in_features, out_features) = "
-            f"min({base.in_features}, {base.out_features}); B @ A would not be low-rank")
-    if not alpha > 0:
-        raise ValueError(f"{at}lora alpha must be positive, got alpha={alpha!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{at}lora dropout must be in [0, 1), got dropout={dropout!r}")
-    if init not in INITS:
-        raise ValueError(f"{at}init must be one of {INITS}, got init={init!r}")
 
 
 class LoRALinear(nn.Module):
@@ -217,13 +195,9 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str) -> li
     for target in target_modules:
         if not any(matches_target(name, [target]) for name in names):
             raise ValueError(f"target {target!r} matches no module of the model; module names "
-                             f"look like {_some_names(model)}")
+                             f"look like {linear_names(model)[:3]}")
     return names
     ### END SOLUTION
-
-
-def _some_names(model: nn.Module, n: int = 3) -> list[str]:
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][:n]
 
 
 def inject_lora(model: nn.Module, target_modules: list[str] | str, r: int, alpha: float,
@@ -267,11 +241,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     ### END SOLUTION
 
 
-def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    """{module name: LoRALinear} of every LoRA layer in the model, in named_modules() order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
-
-
 # --- saving, loading, merging -------------------------------------------------------------------
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter's weights under peft's key names, and nothing else:
@@ -292,102 +261,10 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     ### END SOLUTION
 
 
-def adapter_config(model: nn.Module) -> dict:
-    """peft's adapter_config.json for the LoRA layers of `model` (all must share r, alpha,
-    dropout and rsLoRA; peft's rank_pattern is not supported here)."""
-    layers = lora_layers(model)
-    if not layers:
-        raise ValueError("the model has no LoRALinear layers: inject_lora first")
-    settings = {(m.r, m.alpha, _dropout_p(m), m.use_rslora) for m in layers.values()}
-    if len(settings) > 1:
-        raise ValueError(f"LoRA layers differ in (r, alpha, dropout, use_rslora): {settings}")
-    (r, alpha, dropout, use_rslora), = settings
-    config = getattr(model, "config", None)
-    return {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM" if hasattr(model, "generate") else None,
-        "base_model_name_or_path": getattr(config, "_name_or_path", None) or None,
-        "r": r, "lora_alpha": alpha, "lora_dropout": dropout, "use_rslora": use_rslora,
-        "target_modules": _config_targets(model, list(layers)), "bias": "none",
-        "fan_in_fan_out": False, "init_lora_weights": True, "inference_mode": True,
-        "modules_to_save": None,
-    }
-
-
-def _dropout_p(layer: LoRALinear) -> float:
-    return float(getattr(layer.lora_dropout, "p", 0.0))
-
-
-def _config_targets(model: nn.Module, names: list[str]) -> list[str]:
-    """Short targets ("q_proj", ...) as peft writes them when they select exactly `names` in
-    this model, else the full names."""
-    short = sorted({name.rsplit(".", 1)[-1] for name in names})
-    selected = [n for n, _ in model.named_modules() if n and matches_target(n, short)]
-    return short if selected == names else names
-
-
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
-    """Write the adapter in peft's format: `path`/adapter_config.json and
-    `path`/adapter_model.safetensors, so that PeftModel.from_pretrained(base, path) and
-    load_adapter(base, path) both load it. Returns the folder."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    config = adapter_config(model)
-    (path / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n",
-                                              encoding="utf-8")
-    tensors = {k: v.contiguous() for k, v in adapter_state_dict(model).items()}
-    save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
-    return path
-
-
-def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
-    """Inject LoRA into `model` as `path`/adapter_config.json says and load the saved A and B
-    (from save_adapter or peft's save_pretrained). Raises ValueError, naming the module and the
-    shapes, when the adapter was made for a different base model; the model is changed only
-    when everything fits."""
-    path = Path(path)
-    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    for key, ok in (("peft_type", "LORA"), ("rank_pattern", {}), ("alpha_pattern", {}),
-                    ("use_dora", False), ("bias", "none"), ("modules_to_save", None)):
-        if config.get(key, ok) != ok:
-            raise ValueError(f"{path}: adapter setting {key}={config[key]!r} is not supported "
-                             f"here (only {key}={ok!r}); use peft's PeftModel.from_pretrained")
-    state = load_file(str(path / "adapter_model.safetensors"))
-    state = {k.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."): v
-             for k, v in state.items()}
-    r, alpha = config["r"], config["lora_alpha"]
-    base_name = config.get("base_model_name_or_path")
-    try:
-        names = find_target_modules(model, config["target_modules"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"adapter {path} (made for base {base_name!r}) does not fit this "
-                         f"model: {err}") from err
-    expected = {}
-    for name in names:
-        module = model.get_submodule(name)
-        expected[f"{PEFT_PREFIX}{name}.lora_A.weight"] = (r, module.in_features)
-        expected[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (module.out_features, r)
-    if set(state) != set(expected):
-        extra = sorted(k[len(PEFT_PREFIX):] for k in set(state) - set(expected))
-        missing = sorted(k[len(PEFT_PREFIX):] for k in set(expected) - set(state))
-        raise ValueError(f"adapter {path} was made for a different base model ({base_name!r}): "
-                         f"it has weights for modules this model lacks {extra[:2]}, and none "
-                         f"for {missing[:2]}")
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise ValueError(f"adapter {path} was made for a different base model "
-                             f"({base_name!r}): {key[len(PEFT_PREFIX):]} has shape "
-                             f"{tuple(state[key].shape)}, this model needs {shape}")
-    ours = getattr(getattr(model, "config", None), "_name_or_path", None)
-    if base_name and ours and Path(str(base_name)).name != Path(str(ours)).name:
-        warnings.warn(f"adapter {path} was saved for base {base_name!r}, loading it into "
-                      f"{ours!r}", stacklevel=2)
-    inject_lora(model, names, r, alpha, config.get("lora_dropout", 0.0),
-                config.get("use_rslora", False))
-    with torch.no_grad():
-        for name, layer in lora_layers(model).items():
-            for part in ("lora_A", "lora_B"):
-                getattr(layer, part).weight.copy_(state[f"{PEFT_PREFIX}{name}.{part}.weight"])
-    return model
+    """Write `adapter_state_dict(model)` in peft's format into the folder `path`
+    (course/lora_io.py; `lora_io.load_adapter(this module, base, path)` loads it back)."""
+    return lora_io.save_adapter(globals(), model, path)
 
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
@@ -423,8 +300,7 @@ def lora_parameter_count(d_in: int, d_out: int, r: int) -> tuple[int, int]:
 BYTES_PER_PARAM = {
     "fp32": (4, 4, 8),    # fp32 weights and grads; AdamW's two moments in fp32
     "bf16": (2, 2, 4),    # pure bf16: torch's AdamW keeps its moments in the parameters' dtype
-    "mixed": (2, 2, 12),  # bf16 weights and grads + an fp32 master copy and fp32 moments per
-                          # trainable parameter (the "16 bytes per parameter" of ZeRO)
+    "mixed": (2, 2, 12),  # bf16 weights/grads + fp32 master copy and moments (ZeRO's 16 bytes)
 }
 
 
@@ -455,28 +331,3 @@ def estimate_training_memory(n_params: int, n_trainable: int, precision: str = "
     memory["total"] = sum(memory.values())
     return memory
     ### END SOLUTION
-
-
-def activation_bytes(config, tokens: int, bytes_per_value: int = 2,
-                     checkpointing: bool = False) -> int:
-    """A rough count of the activation memory of one training step of a Qwen2/LLaMA-style
-    decoder (SDPA attention, no dropout), `tokens` = batch size * sequence length. `config`
-    needs hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-    num_key_value_heads and vocab_size (a transformers config works).
-
-    Values kept for backward, per token and layer: the attention block's input and its norm's
-    output (2h), q (h), k and v (2 kv), the attention output (h); the MLP block's input and
-    norm output (2h), gate, up, act(gate) and act(gate)*up (4 i): 6h + 2kv + 4i. Plus the
-    logits: `bytes_per_value` each, then an fp32 copy and fp32 log-probabilities for the loss
-    (transformers upcasts), 8 bytes more per vocabulary entry and token. With gradient
-    checkpointing, each layer keeps only its input (h) and one layer is recomputed at a time.
-    LoRA keeps about the same activations as full fine-tuning: gradients must still flow back
-    through every frozen layer to reach the adapters of the layers below (with LoRA dropout,
-    each adapted layer also keeps a dropped-out copy of its input, which this leaves out).
-    """
-    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    kv = h // config.num_attention_heads * config.num_key_value_heads
-    per_layer = 6 * h + 2 * kv + 4 * i
-    layers = n * h + per_layer if checkpointing else n * per_layer
-    logits = config.vocab_size * (bytes_per_value + 8)
-    return tokens * (layers * bytes_per_value + 2 * h * bytes_per_value + logits)

@@ -44,11 +44,10 @@ import torch
 from torch import nn
 
 import lora_exercise as ex
-import masking_reference
-import sft_reference
 from course import REPO_ROOT
 from course import full_vs_lora
 from course.checks import step4_lora as checks
+from course.grading import load_reference
 from course.models import load_base_model, load_tokenizer
 from course.notebook import Table, is_grading, require
 
@@ -446,11 +445,16 @@ if is_grading():  # not graded: show the committed CPU results instead of traini
 else:
     config = full_vs_lora.default_config(
         lora_lr=require(LORA_LR, "LORA_LR", "Your call: set LORA_LR"), full_lr=FULL_LR)
-    result = full_vs_lora.compare(ex, masking_reference, sft_reference, config)
+    # steps 2 and 3's answers (labels, collator, the training loop) from the answer key
+    earlier = [load_reference(*m) for m in (("step2_masking", "masking_exercise"),
+                                            ("step3_sft", "sft_exercise"))]
+    result = full_vs_lora.compare(ex, *earlier, config)
 print(result.table() if result else f"no results: run `make bench-lora` to write {committed}")
 
 # %%
-fig = full_vs_lora.figures(result, ["curves"])["curves"] if result else None
+from course.plots import full_vs_lora_figures
+
+fig = full_vs_lora_figures(result, ["curves"])["curves"] if result else None
 
 # %% [markdown]
 # Read the curves: does LoRA's validation loss follow full fine-tuning's, and how close does it
@@ -460,14 +464,14 @@ fig = full_vs_lora.figures(result, ["curves"])["curves"] if result else None
 # changes (the backward pass still runs through every layer).
 
 # %%
-fig = full_vs_lora.figures(result, ["costs"])["costs"] if result else None
+fig = full_vs_lora_figures(result, ["costs"])["costs"] if result else None
 
 # %% [markdown]
 # The rank sweep: quality against trainable parameters (log scale). Where does a higher rank stop
 # paying off on this task?
 
 # %%
-fig = full_vs_lora.figures(result, ["ranks"]).get("ranks") if result else None
+fig = full_vs_lora_figures(result, ["ranks"]).get("ranks") if result else None
 
 # %% [markdown]
 # ### On a GPU

@@ -15,7 +15,7 @@ def train_step(model, optimizer, scheduler, micro_batches, max_grad_norm):
         loss = token_loss_sum(model, mb)
         (loss / denominator).backward()
         total += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(_unique_trainable(model), clip)  # the bug
+        grad_norm = torch.nn.utils.clip_grad_norm_(unique_trainable(model), clip)  # the bug
     all_reduce_gradients(model)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()

@@ -18,7 +18,7 @@ def train_step(model, optimizer, scheduler, micro_batches, max_grad_norm):
         scheduler.step()  # the bug: once per micro-batch
     all_reduce_gradients(model)
     grad_norm = torch.nn.utils.clip_grad_norm_(
-        _unique_trainable(model), max_grad_norm if max_grad_norm is not None else float("inf"))
+        unique_trainable(model), max_grad_norm if max_grad_norm is not None else float("inf"))
     optimizer.step()
     return {"loss": total / denominator, "grad_norm": float(grad_norm), "lr": lr,
             "tokens": int(n_tokens)}

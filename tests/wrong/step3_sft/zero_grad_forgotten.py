@@ -14,7 +14,7 @@ def train_step(model, optimizer, scheduler, micro_batches, max_grad_norm):
         total += loss.item()
     all_reduce_gradients(model)
     grad_norm = torch.nn.utils.clip_grad_norm_(
-        _unique_trainable(model), max_grad_norm if max_grad_norm is not None else float("inf"))
+        unique_trainable(model), max_grad_norm if max_grad_norm is not None else float("inf"))
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
