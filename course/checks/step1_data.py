@@ -201,6 +201,10 @@ def diagnose_format(got, messages: list[dict], tokenizer, add_generation_prompt:
     if not add_generation_prompt and opened:
         fail(what, mistake="generation prompt added although add_generation_prompt=False",
              got=text, expected=expected)
+    prompt = f"{IM_START}assistant\n"
+    if add_generation_prompt and text.endswith(prompt * 2) and not expected.endswith(prompt * 2):
+        fail(what, mistake="generation prompt added twice: '<|im_start|>assistant\\n' opens the "
+                           "answer once, at the very end", got=text, expected=expected)
     if text.count(IM_START) != expected.count(IM_START):
         fail(what, mistake="every turn must open with <|im_start|> (and only then)", got=text,
              expected=expected)

@@ -74,10 +74,33 @@ def expected_labels(messages: list[dict], tokenizer, last_turn_only: bool = Fals
     return enc
 
 
+def label_difference(got: list[int], want: dict, parts: list[tuple[int, str, str]],
+                     tokenizer) -> str:
+    """Where `got` first differs from the expected labels, said in tokens and turns (long
+    label lists cut to the same-looking text tell nothing)."""
+    labels = want["labels"]
+    wrong = [k for k, (g, w) in enumerate(zip(got, labels)) if g != w]
+    if not wrong:
+        return f"expected {len(labels)} labels, got {len(got)}"
+    k = wrong[0]
+    turn, role, part = parts[k] if k < len(parts) else (None, "?", "?")
+    token = tokenizer.decode([want["input_ids"][k]])
+
+    def said(v: int) -> str:
+        return "-100 (ignored)" if v == IGNORE_INDEX else f"{v} (trained)"
+    return (f"{len(wrong)} of {len(labels)} labels differ; the first at position {k}, token "
+            f"{token!r}, the {part} of turn {turn} ({role}): expected {said(labels[k])}, "
+            f"got {said(got[k])}")
+
+
 def _diagnose_labels(got: list[int], want: dict, parts: list[tuple[int, str, str]],
                      last_turn_only: bool) -> str | None:
     """The classic mistake `got` (labels) shows against `want` (the library's encoding)."""
     ids, labels = want["input_ids"], want["labels"]
+    if got == ids or all(g == t for g, t in zip(got, ids)):
+        return ("no mask at all: labels = input_ids trains the system prompt, the user's "
+                "questions and every template token; only the assistant's answers and their "
+                "<|im_end|> are trained, everything else is -100")
     if got == labels[1:] + [IGNORE_INDEX]:
         return ("labels shifted by hand: the model shifts them itself (logits at t are scored "
                 "against the label at t + 1); keep each label at its own token's position")
@@ -154,9 +177,11 @@ def check_check_conversation(ex: ModuleType) -> None:
             if str(record_id) not in text:
                 fail(f"{label}: the error names the record {record_id!r}",
                      mistake="error without the record id: with 12,000 records, say which one",
-                     got=text)
+                     detail=f"your message: {text!r}")
             if word.lower() not in text.lower():
-                fail(f"{label}: the error says what is wrong (mentions {word!r})", got=text)
+                fail(f"{label}: the error says what is wrong (mentions {word!r})",
+                     mistake="the message does not say what is wrong with the record",
+                     detail=f"your message: {text!r}")
         except Exception as err:  # noqa: BLE001
             fail(f"{label}: raises ValueError", mistake=mistake,
                  got=f"{type(err).__name__}: {err}")
@@ -187,10 +212,10 @@ def diagnose_labels(got, messages: list[dict], tokenizer, last_turn_only: bool,
         fail(f"{label}: labels and attention_mask (all 1) as long as input_ids",
              got=(len(labels), mask), expected=(len(ids), "all 1"))
     if labels != want["labels"]:
-        mistake = _diagnose_labels(labels, want, token_parts(messages, tokenizer),
-                                   last_turn_only)
+        parts = token_parts(messages, tokenizer)
+        mistake = _diagnose_labels(labels, want, parts, last_turn_only)
         fail(f"{label}: labels equal the chat template's assistant mask", mistake=mistake,
-             got=labels, expected=want["labels"])
+             detail=label_difference(labels, want, parts, tokenizer))
 
 
 def check_labels_for_conversation(ex: ModuleType, tokenizer) -> None:

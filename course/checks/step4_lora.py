@@ -176,10 +176,17 @@ def check_lora_linear_forward(ex: ModuleType) -> None:
         layer.lora_B.weight.zero_()  # the LoRA path adds nothing: the output must be the base's
         layer.train()
         got = call(layer, x, what="layer(x) in training mode with dropout=0.5")
-        if not _close(got, layer.base_layer(x)):
+        base_out = layer.base_layer(x)
+        if not _close(got, base_out):
+            scaled = 1 / (1 - 0.5)
+            on_output = bool(((got.abs() < 1e-6) | (got - base_out * scaled).abs().lt(1e-5))
+                             .all())
             fail("dropout touches the LoRA path only (with B = 0, training mode: exactly the "
-                 "base output)", mistake="dropout on the output: the frozen base path must "
-                 "never see dropout; apply it to the LoRA path's input")
+                 "base output)",
+                 mistake=("dropout on the output: the frozen base path must never see dropout; "
+                          "apply it to the LoRA path's input" if on_output else
+                          "dropout on both paths: the base layer gets the dropped-out input too; "
+                          "only the LoRA path's input, lora_A(lora_dropout(x)), sees dropout"))
     layer = _layer(ex, dropout=0.5).eval()
     if not _close(call(layer, x, what="layer(x) in eval mode"), _by_hand(layer, x, 2.0)):
         fail("in eval mode dropout does nothing")
@@ -336,12 +343,13 @@ def check_inject_lora(ex: ModuleType) -> None:
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     want = sorted(f"{n}.{part}.weight" for n in expected for part in ("lora_A", "lora_B"))
     if trainable != want:
+        extra = [n for n in trainable if n not in want]
         fail("only the LoRA weights are trainable",
              mistake="the rest of the model is not frozen: embeddings, norms and untargeted "
-                     "layers keep training" if len(trainable) > len(want) else None,
-             got=f"{len(trainable)} trainable tensors, e.g. "
-                 f"{[n for n in trainable if 'lora_' not in n][:3]}",
-             expected=f"{len(want)} (lora_A and lora_B of each target)")
+                     "layers keep training" if extra else None,
+             detail=f"{len(trainable)} tensors train, expected {len(want)} (lora_A and lora_B "
+                    f"of each target)" + (f"; also training: {extra[:3]}" if extra else
+                                          f"; missing: {sorted(set(want) - set(trainable))[:3]}"))
     if not _close(_logits(model), before):
         fail("the model's outputs are unchanged right after injection (B = 0)")
     passed("q_proj and v_proj wrapped in place; only A and B train; outputs unchanged at init")
