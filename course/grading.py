@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import importlib.util
 import os
 import random
@@ -224,6 +225,27 @@ def patched(module: ModuleType, **attrs: Any) -> Iterator[None]:
                 delattr(module, k)
             else:
                 setattr(module, k, v)
+
+
+@contextlib.contextmanager
+def injected(ex: Any, module: str, **attrs: Any) -> Iterator[None]:
+    """Temporarily replace attributes of `module` (e.g. "torch") where the learner's code in
+    `ex` runs: in this process, or, when `ex` lives in a grading worker (course.sandbox), in
+    that worker only, e.g. to simulate a crash inside the learner's function."""
+    from course.sandbox.client import remote_handle
+    if remote_handle(ex) is None:
+        with patched(importlib.import_module(module), **attrs):
+            yield
+        return
+    target = ex._worker_of().module(module)
+    old = {k: getattr(target, k) for k in attrs}
+    for k, v in attrs.items():
+        setattr(target, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(target, k, v)
 
 
 # --- seeded random data for hidden tests ---------------------------------------------------------

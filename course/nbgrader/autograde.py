@@ -13,6 +13,7 @@ are read back through the Gradebook API; each submission gets a status saying wh
     timeout         a cell ran past the per-cell limit and was interrupted
     unresponsive    the kernel ignored the interrupt; it was killed, later cells not run
     kernel-died     the kernel died (os._exit, crash, out of memory); later cells not run
+    tampered        its code wrote to the course's own files (put back); it scores 0
     invalid         the notebook is not readable; scored 0 and flagged for manual grading
     error           nbgrader could not grade it (see the log); flagged for manual grading
 
@@ -38,7 +39,7 @@ from course.nbgrader.structure import read_notebook, structure_events
 TODO = re.compile(r"TODO not done\S*: (\w+)\(\)")
 FAILED = re.compile(r"There was an error processing assignment '([^']+)' for student '([^']+)'")
 SEVERITY = ["ok", "repaired", "import-error", "timeout", "unresponsive", "kernel-died",
-            "invalid", "error"]
+            "tampered", "invalid", "error"]
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Result:
     score: float = 0.0
     max_score: float = 0.0
     tests: dict[str, tuple[float, float]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)   # failed test -> why, for learners
 
     def flag(self, status: str, note: str) -> None:
         if SEVERITY.index(status) > SEVERITY.index(self.status):
@@ -93,7 +95,14 @@ def inspect_autograded(path: Path, step: str, result: Result) -> None:
         if cell.cell_type != "code":
             continue
         gid = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
-        for out in cell.get("outputs", []):
+        record = cell.metadata.get("course", {})
+        if record.get("verdict") is not None:   # a graded test cell, scored by the trusted grader
+            _read_verdict(gid, record["verdict"], result, todos)
+            outputs = [dict(output_type="error", **record["kernel_error"])] \
+                if record.get("kernel_error") else []
+        else:
+            outputs = cell.get("outputs", [])
+        for out in outputs:
             if out.get("output_type") != "error":
                 continue
             ename, evalue = out.get("ename", ""), str(out.get("evalue", "")).splitlines()[:1]
@@ -107,6 +116,8 @@ def inspect_autograded(path: Path, step: str, result: Result) -> None:
                 result.flag("timeout", f"cell {gid} ran past the time limit and was interrupted")
             elif ename == NOT_RUN:
                 continue
+            elif record.get("verdict") is not None:
+                continue   # the kernel's own test failures: the verdict above says why
             elif ename == "NotImplementedError":
                 found = TODO.search(" ".join(out.get("traceback", [])[:1]))
                 if found and found.group(1) not in todos:
@@ -116,6 +127,27 @@ def inspect_autograded(path: Path, step: str, result: Result) -> None:
                                             f"{ename}: {evalue}")
     if todos:
         result.notes.append(f"unfinished TODOs: {', '.join(todos)}")
+
+
+def _read_verdict(gid: str, verdict: dict, result: Result, todos: list[str]) -> None:
+    """Status, notes and the learner-readable reason from one trusted verdict."""
+    if verdict.get("passed"):
+        return
+    error, reason = verdict.get("error") or "", str(verdict.get("reason") or "")
+    result.reasons[gid] = reason or error
+    found = TODO.search(reason)
+    if error == "NotImplementedError" and found and found.group(1) not in todos:
+        todos.append(found.group(1))
+    elif error == "TodoNotDone":
+        result.flag(result.status, f"notebook TODO not done ({gid}): {reason[:120]}")
+    elif error == "Tampering":
+        result.flag("tampered", reason[:200])
+    elif error == "ImportError":
+        result.flag("import-error", f"importing the exercise module failed: {reason[:160]}")
+    elif error == TIMEOUT:
+        result.flag("timeout", f"test {gid} ran past the time limit")
+    elif error == KERNEL_DIED:
+        result.flag("kernel-died", f"test {gid}: the grading process was stopped by the module")
 
 
 def autograde(root: Path, step: str, students: list[str] | None = None) -> list[Result]:

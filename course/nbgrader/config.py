@@ -46,6 +46,7 @@ def configure(c, root: Path) -> None:
 
     from course.nbgrader.execute import RobustExecute
     from course.nbgrader.preprocessors import RedactHiddenTests, RestoreCells
+    from course.nbgrader.verdicts import TrustedSetup, TrustedVerdicts
 
     root = Path(root)
     c.CourseDirectory.root = str(root)
@@ -61,11 +62,15 @@ def configure(c, root: Path) -> None:
 
     # autograde: keep the learner's modules; restore deleted/renamed cells; robust execution
     c.Autograde.exclude_overwriting = {s: exercise_modules(s) for s in released_steps()}
-    c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec,
-                                          RestoreCells, OverwriteCells, CheckCellMetadata]
+    # trusted grading: the kernel runs jailed and its test outputs are replaced by verdicts
+    # computed outside it (course/nbgrader/verdicts.py, course/nbgrader/trusted.py)
+    c.Autograde.sanitize_preprocessors = [TrustedSetup, ClearOutput, DeduplicateIds,
+                                          OverwriteKernelspec, RestoreCells, OverwriteCells,
+                                          CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [RobustExecute, IgnorePattern, ClearMetadataPreprocessor,
-                                           LimitOutput, SaveAutoGrades, AssignLatePenalties,
-                                           CheckCellMetadata]
+                                           LimitOutput, TrustedVerdicts, SaveAutoGrades,
+                                           AssignLatePenalties, CheckCellMetadata]
+    c.Execute.kernel_manager_class = "course.sandbox.kernel.JailedKernelManager"
     c.Execute.timeout = cell_timeout()          # per cell; also used by validate
     c.Execute.startup_timeout = 120
     c.Execute.interrupt_on_timeout = True

@@ -38,6 +38,15 @@ def grade(step: str, folder: Path, root: Path) -> tuple[Result, list[str], Path 
     return result, test_order(root, step), (pages[0] if pages else None)
 
 
+def _reason(result: Result, test: str) -> str:
+    """Why `test` lost points, in one line (empty when it has full points)."""
+    score, top = result.tests[test]
+    if score >= top:
+        return ""
+    reason = result.reasons.get(test) or "failed (see the feedback page)"
+    return reason if len(reason) <= 90 else reason[:87] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", help="e.g. step1_data")
@@ -52,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     result, names, page = grade(args.step, folder, args.root)
     rows = [[n, f"{result.tests[n][0]:g} / {result.tests[n][1]:g}",
-             "hidden" if n.endswith("_hidden") else "visible"] for n in names if n in result.tests]
+             "hidden" if n.endswith("_hidden") else "visible",
+             _reason(result, n)] for n in names if n in result.tests]
     print(f"\n{args.step}: graded {folder} in {time.monotonic() - start:.0f} s\n")
-    print(format_table(rows, ["test", "points", "kind"]))
+    print(format_table(rows, ["test", "points", "kind", "why points were lost"]))
     print(f"\ntotal: {result.score:g} / {result.max_score:g}   status: {result.status}")
     for note in result.notes:
         print(f"  - {note}")

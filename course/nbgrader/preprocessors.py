@@ -47,7 +47,7 @@ class RedactHiddenTests(NbGraderPreprocessor):
     placeholder = Unicode("# (hidden tests ran here; their code is not shown)").tag(config=True)
     public_errors = List(
         ["HiddenTestFailure", "NotImplementedError", "TodoNotDone", TIMEOUT, KERNEL_DIED,
-         UNRESPONSIVE, NOT_RUN],
+         UNRESPONSIVE, NOT_RUN, "ImportError", "Tampering", "NoVerdict"],
         help="Error names whose first message line may be shown to learners.",
     ).tag(config=True)
 

@@ -49,6 +49,8 @@ from course.sandbox.client import Worker, WorkerError, WorkerTimeout
 TODO_NOT_DONE = "TodoNotDone"
 IMPORT_ERROR = "ImportError"
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
+MAX_FILES = 50                       # .py files of a submission copied for the worker
+MAX_FILE_BYTES = 2_000_000
 
 
 @dataclass
@@ -165,7 +167,9 @@ class TrustedGrader:
             meta = cell.metadata.get("nbgrader", {})
             kind = ("test" if meta.get("grade") and not meta.get("solution") else
                     "solution" if meta.get("solution") else "locked")
-            cells.append((grade_id(cell), kind, without_markers(cell.source)))
+            # a solution cell keeps its markers: its stub (what a blank copy runs) is read off them
+            cells.append((grade_id(cell), kind,
+                          cell.source if kind == "solution" else without_markers(cell.source)))
         return cells
 
     # -- one submission ---------------------------------------------------------------------------
@@ -177,13 +181,18 @@ class TrustedGrader:
         grading = Grading()
         work = Path(tempfile.mkdtemp(prefix="course-grade-"))
         try:
-            for name in self.module_files:
-                if (folder / name).is_file():
-                    shutil.copy2(folder / name, work / name)
+            # the submission's Python files (its exercise module and anything it imports from
+            # its own folder); nothing else of the folder reaches the worker
+            for path in sorted(Path(folder).glob("*.py"))[:MAX_FILES]:
+                if path.is_file() and not path.is_symlink() and \
+                        path.stat().st_size <= MAX_FILE_BYTES:
+                    shutil.copy2(path, work / path.name)
             os.chmod(work, 0o755)
             if notebook is None and (folder / f"{NOTEBOOK}.ipynb").exists():
                 notebook = nbformat.read(str(folder / f"{NOTEBOOK}.ipynb"), as_version=4)
             session = _Session(self, work, notebook, timeout, log)
+            stack = contextlib.ExitStack()
+            stack.enter_context(_shared_tempdirs(work / "tmp"))
             try:
                 for gid, kind, code in self.cells:
                     if kind != "test":
@@ -196,6 +205,7 @@ class TrustedGrader:
             finally:
                 grading.worker_restarts = session.restarts
                 session.close()
+                stack.close()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         grading.seconds = time.monotonic() - start
@@ -359,8 +369,8 @@ class _Session:
                 "the next tests ran in a fresh one"))
         if isinstance(err, TodoNotDone):
             return Verdict(gid, False, printed, TODO_NOT_DONE, str(err))
-        if type(err) is NotImplementedError:
-            return Verdict(gid, False, printed, TODO_NOT_DONE, _todo_message(
+        if type(err) is NotImplementedError:   # reported as the learner's own error
+            return Verdict(gid, False, printed, "NotImplementedError", _todo_message(
                 err, self.grader.module))
         if isinstance(err, (HiddenTestFailure, CheckFailed)):
             return Verdict(gid, False, printed, type(err).__name__, str(err))
@@ -405,6 +415,27 @@ def _plain(value: Any) -> bool:
 
 
 @contextlib.contextmanager
+def _shared_tempdirs(folder: Path):
+    """Temporary folders the test code makes (a checkpoint's folder, say) are made inside the
+    worker's writable folder and open to it, so the learner's code can write where the test
+    tells it to, and the test can read it back."""
+    folder.mkdir(exist_ok=True)
+    os.chmod(folder, 0o777)
+    make = tempfile.mkdtemp
+
+    def mkdtemp(suffix=None, prefix=None, dir=None):  # noqa: A002 - tempfile's signature
+        path = make(suffix, prefix, dir if dir is not None else str(folder))
+        os.chmod(path, 0o777)
+        return path
+
+    tempfile.mkdtemp = mkdtemp
+    try:
+        yield
+    finally:
+        tempfile.mkdtemp = make
+
+
+@contextlib.contextmanager
 def _grading_env():
     old = os.environ.get(GRADING_ENV)
     os.environ[GRADING_ENV] = "autograde"
@@ -415,6 +446,20 @@ def _grading_env():
             os.environ.pop(GRADING_ENV, None)
         else:
             os.environ[GRADING_ENV] = old
+
+
+# Steps whose tests still need the learner's objects in the grader's own process (models changed
+# in place by the learner's classes): their kernel's outputs are scored, as nbgrader does, with the
+# kernel jailed and the course checked for writes (see docs/GRADING.md, "Trust").
+KERNEL_SCORED: dict[str, str] = {
+    "step3_sft": "optimizer and scheduler state changed by the learner's train_step",
+    "step4_lora": "models changed in place by the learner's LoRALinear",
+}
+
+
+def trusted(step: str) -> bool:
+    """Whether `step`'s tests are scored by trusted verdicts."""
+    return step not in KERNEL_SCORED
 
 
 _GRADERS: dict[str, TrustedGrader] = {}

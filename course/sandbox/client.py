@@ -31,11 +31,13 @@ from typing import Any, Sequence
 import cloudpickle
 import torch
 
-from course.sandbox import wire
+from course.sandbox import rng, wire
 from course.sandbox.wire import Handle, WireError
 
 _HEADER = struct.Struct("<Q")
 REFERENCE_PREFIX = "_course_reference_"   # course.grading.load_reference's module names
+# objects of the grader's whose state a call may change, synced back after it
+SYNCED_TYPES = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
 
 
 class WorkerError(RuntimeError):
@@ -77,22 +79,30 @@ class _Pickler(cloudpickle.Pickler):
     """Pickles a request: handles by id, tensors tracked (see worker._rebuild_tracked), the
     reference's functions by value (one function at a time: never a whole reference module)."""
 
-    def __init__(self, file, worker: "Worker"):
+    def __init__(self, file, worker: "Worker", own: Sequence[Any] = ()):
         super().__init__(file, protocol=5)
         self.worker = worker
         self.raw: list[torch.Tensor] = []
         self.raw_ids: set[int] = set()
+        self.own = {id(o) for o in own}     # containers of the request itself: not tracked
 
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) is RemoteObject:
+        t = type(obj)
+        if t is RemoteObject:
             return ("h", object.__getattribute__(obj, "_handle").id)
+        if (t is dict or t is list) and id(obj) not in self.own:
+            # the grader's lists and dicts keep their identity in the worker and come back as
+            # the same objects (with what the worker changed in them): see worker._Tracked
+            items = tuple(obj.items()) if t is dict else tuple(obj)
+            self.raw.append(items)     # keep alive while pickling
+            return ("c", self.worker._token(obj), t.__name__, items)
         return None
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) and type(obj) in (torch.Tensor, torch.nn.Parameter) \
                 and id(obj) not in self.raw_ids:
             raw = obj.detach()
-            grad = obj.grad.detach() if obj.grad is not None else None
+            grad = obj.grad.detach() if obj.is_leaf and obj.grad is not None else None
             for t in (raw, grad):
                 if t is not None:
                     self.raw.append(t)
@@ -102,10 +112,46 @@ class _Pickler(cloudpickle.Pickler):
             return (worker_module._rebuild_tracked,
                     (token, raw, type(obj) is torch.nn.Parameter, bool(obj.requires_grad), grad))
         cls = obj if isinstance(obj, type) else type(obj)
+        if not isinstance(obj, type) and isinstance(obj, SYNCED_TYPES) and not \
+                getattr(cls, "__module__", "").startswith(REFERENCE_PREFIX):
+            # synced back after each call (see worker._object_state)
+            from course.sandbox import worker as worker_module
+            rv = obj.__reduce_ex__(5)
+            return (worker_module._rebuild_object, (self.worker._token(obj), rv[0], rv[1]),
+                    *rv[2:])
         if getattr(cls, "__module__", "").startswith(REFERENCE_PREFIX):
             raise WorkerError(f"refusing to send the reference's {cls.__qualname__} to learner "
                               "code (only single reference functions may be sent)")
         return super().reducer_override(obj)
+
+
+class _GraphInfo:
+    def __init__(self, worker: "Worker", gid: int, tokens: list[int], value: torch.Tensor):
+        self.worker, self.gid, self.tokens, self.value = worker, gid, tokens, value
+
+
+class _RemoteGraph(torch.autograd.Function):
+    """Autograd node standing for a graph that lives in the worker: backward asks the worker to
+    back-propagate and returns the gradients reaching the grader's tensors."""
+
+    @staticmethod
+    def forward(ctx, info: _GraphInfo, *inputs: torch.Tensor) -> torch.Tensor:
+        ctx.info = info
+        ctx.shapes = [(x.shape, x.dtype) for x in inputs]
+        return info.value
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        info = ctx.info
+        grads = info.worker.request("backward", info.gid, grad.detach(), info.tokens)
+        if type(grads) is not list or len(grads) != len(ctx.shapes):
+            raise WorkerError("malformed gradients from the worker")
+        out = []
+        for g, (shape, dtype) in zip(grads, ctx.shapes):
+            if g is not None and (not isinstance(g, torch.Tensor) or g.shape != shape):
+                raise WorkerError("gradient of the wrong shape from the worker")
+            out.append(None if g is None else g.to(dtype))
+        return (None, *out)
 
 
 def _register_reference_modules() -> None:
@@ -274,7 +320,9 @@ class Worker:
         self._next_rid += 1
         rid = self._next_rid
         buffer = io.BytesIO()
-        _Pickler(buffer, self).dump((rid, op, args))
+        own = [a for a in args if type(a) is dict] if op in ("call", "method", "value_and_grads") \
+            else []
+        _Pickler(buffer, self, own).dump((rid, op, args, rng.get_state()))
         data = buffer.getvalue()
         try:
             self.process.stdin.write(_HEADER.pack(len(data)) + data)
@@ -283,12 +331,16 @@ class Worker:
             raise WorkerError(f"the worker stopped reading requests ({err})") from None
         answer = self._receive(timeout if timeout is not None else self.timeout)
         try:
-            got_rid, result, changes = wire.loads(answer)
+            got_rid, result, changes, rng_state = wire.loads(answer)
         except Exception as err:  # noqa: BLE001 - anything unreadable is a protocol error
             raise WorkerError(f"unreadable answer from the worker: {err}") from None
         if got_rid != rid:
             raise WorkerError(f"answer to request {got_rid} where {rid} was expected")
         self._apply(changes)
+        try:
+            rng.set_state(self._decode(rng_state))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise WorkerError(f"malformed RNG state from the worker: {err}") from None
         return self._result(result)
 
     def _receive(self, timeout: float) -> bytes:
@@ -334,7 +386,7 @@ class Worker:
 
     def _decode(self, tree: Any) -> Any:
         try:
-            return wire.decode(tree, self._resolve_token, self._proxy)
+            return wire.decode(tree, self._resolve_token, self._proxy, make_graph=self._graph)
         except WireError as err:
             raise WorkerError(f"malformed answer from the worker: {err}") from None
 
@@ -356,6 +408,16 @@ class Worker:
             self._sent[token] = tensor
         return token
 
+    def _graph(self, gid: int, tokens: list[int], value: torch.Tensor) -> torch.Tensor:
+        """An answer with an autograd graph in the worker: connected here to the grader's tensors
+        it depends on, so `.backward()` reaches them (and the learner's tensors in the worker)."""
+        inputs = [(t, self._sent[t]) for t in tokens
+                  if isinstance(self._sent.get(t), torch.Tensor) and self._sent[t].requires_grad]
+        if not inputs:
+            return value
+        info = _GraphInfo(self, gid, [t for t, _ in inputs], value)
+        return _RemoteGraph.apply(info, *[x for _, x in inputs])
+
     def _resolve_token(self, token: int) -> torch.Tensor:
         if token not in self._sent:
             raise WireError(f"unknown tensor reference {token}")
@@ -365,6 +427,12 @@ class Worker:
         if type(changes) is not list:
             raise WorkerError("malformed tensor updates")
         for change in changes:
+            if type(change) is tuple and len(change) == 3 and change[0] == "C":
+                self._apply_container(change[1], change[2])
+                continue
+            if type(change) is tuple and len(change) == 3 and change[0] in ("M", "O"):
+                self._apply_object(change[0], change[1], change[2])
+                continue
             if type(change) is not tuple or len(change) != 5 or change[0] not in self._sent:
                 raise WorkerError("malformed tensor update")
             token, value, grad, grad_is_none, requires_grad = change
@@ -384,6 +452,37 @@ class Worker:
             if type(requires_grad) is bool and t.is_leaf and t.requires_grad != requires_grad \
                     and (t.is_floating_point() or t.is_complex()):
                 t.requires_grad_(requires_grad)
+
+    def _apply_container(self, token: Any, tree: Any) -> None:
+        obj = self._sent.get(token) if type(token) is int else None
+        if type(obj) not in (dict, list):
+            raise WorkerError("malformed container update")
+        items = self._decode(tree)
+        if type(obj) is dict and type(items) is dict:
+            obj.clear()
+            obj.update(items)
+        elif type(obj) is list and type(items) is list:
+            obj[:] = items
+        else:
+            raise WorkerError("malformed container update")
+
+    def _apply_object(self, kind: str, token: Any, tree: Any) -> None:
+        obj = self._sent.get(token) if type(token) is int else None
+        state = self._decode(tree)
+        if kind == "M" and isinstance(obj, torch.nn.Module) and type(state) is dict:
+            for name, module in obj.named_modules():
+                if type(state.get(name)) is bool:
+                    module.training = state[name]
+        elif kind == "O" and isinstance(obj, (torch.optim.Optimizer,
+                                              torch.optim.lr_scheduler.LRScheduler)) \
+                and type(state) is dict:
+            try:
+                obj.load_state_dict(state)
+            except Exception as err:  # noqa: BLE001 - a state the learner's code broke
+                raise WorkerError(f"unusable {type(obj).__name__} state from the worker: "
+                                  f"{err}") from None
+        else:
+            raise WorkerError("malformed object update")
 
     # -- helpers for checks ----------------------------------------------------------------------
     def value_and_grads(self, fn: Any, args: tuple, kwargs: dict, wrt: list) -> tuple:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import pathlib
 import pickle
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,9 +73,11 @@ def encode_tensor(t: torch.Tensor) -> tuple:
 
 
 def encode(value: Any, register: Callable[[Any], tuple], token_of: Callable[[Any], int | None],
-           depth: int = 0) -> tuple:
-    """`value` as a tagged tree; objects that are not data become handles via `register`, and
-    tensors the grader sent (`token_of` knows them) become references."""
+           depth: int = 0, graph: Callable[[torch.Tensor], tuple | None] | None = None) -> tuple:
+    """`value` as a tagged tree; objects that are not data become handles via `register`;
+    tensors, lists and dicts the grader sent (`token_of` knows them) become references; a tensor
+    with an autograd graph becomes ("G", graph id, tokens it depends on, tensor) when `graph`
+    registers it, so the grader can back-propagate through it (see client._RemoteGraph)."""
     if depth > MAX_DEPTH:
         raise WireError("answer nested too deeply")
     t = type(value)
@@ -82,19 +85,28 @@ def encode(value: Any, register: Callable[[Any], tuple], token_of: Callable[[Any
         return ("v", value)
     if t is complex:
         return ("c", value.real, value.imag)
-    if isinstance(value, torch.Tensor) and t in (torch.Tensor, torch.nn.Parameter):
+    if t in (torch.Tensor, torch.nn.Parameter, list, dict):
         token = token_of(value)
         if token is not None:
             return ("R", token)
+
+    def inner(v: Any) -> tuple:
+        return encode(v, register, token_of, depth + 1, graph)
+
+    if isinstance(value, torch.Tensor) and t in (torch.Tensor, torch.nn.Parameter):
+        linked = graph(value) if graph is not None and value.grad_fn is not None else None
+        if linked is not None:
+            return ("G", linked[0], list(linked[1]), encode_tensor(value))
         return encode_tensor(value) + (t is torch.nn.Parameter, bool(value.requires_grad))
     if t in (list, tuple, set, frozenset):
         tag = {list: "l", tuple: "t", set: "s", frozenset: "f"}[t]
-        return (tag, [encode(v, register, token_of, depth + 1) for v in value])
+        return (tag, [inner(v) for v in value])
     if t is dict or _plain_mapping(value):
-        return ("d", [(encode(k, register, token_of, depth + 1),
-                       encode(v, register, token_of, depth + 1)) for k, v in value.items()])
+        return ("d", [(inner(k), inner(v)) for k, v in value.items()])
     if isinstance(value, torch.dtype):
         return ("D", str(value))
+    if isinstance(value, pathlib.PurePath):
+        return ("P", str(value))
     if isinstance(value, torch.device):
         return ("V", str(value))
     if isinstance(value, torch.Size):
@@ -114,7 +126,8 @@ def _plain_mapping(value: Any) -> bool:
 
 # --- grader side: tree -> value ------------------------------------------------------------------
 def decode(tree: Any, resolve_ref: Callable[[int], Any], make_handle: Callable[[Handle], Any],
-           depth: int = 0) -> Any:
+           depth: int = 0, make_graph: Callable[[int, list, torch.Tensor], Any] | None = None
+           ) -> Any:
     """Check and rebuild a tree made by `encode`. Raises WireError on anything malformed."""
     if depth > MAX_DEPTH:
         raise WireError("answer nested too deeply")
@@ -129,20 +142,27 @@ def decode(tree: Any, resolve_ref: Callable[[int], Any], make_handle: Callable[[
     if tag in ("l", "t", "s", "f") and len(tree) == 2 and type(tree[1]) is list:
         if len(tree[1]) > MAX_ITEMS:
             raise WireError("container too large")
-        items = [decode(v, resolve_ref, make_handle, depth + 1) for v in tree[1]]
+        items = [decode(v, resolve_ref, make_handle, depth + 1, make_graph) for v in tree[1]]
         return {"l": list, "t": tuple, "s": set, "f": frozenset}[tag](items)
     if tag == "d" and len(tree) == 2 and type(tree[1]) is list:
         out = {}
         for pair in tree[1]:
             if type(pair) is not tuple or len(pair) != 2:
                 raise WireError("malformed dict item")
-            out[decode(pair[0], resolve_ref, make_handle, depth + 1)] = decode(
-                pair[1], resolve_ref, make_handle, depth + 1)
+            out[decode(pair[0], resolve_ref, make_handle, depth + 1, make_graph)] = decode(
+                pair[1], resolve_ref, make_handle, depth + 1, make_graph)
         return out
     if tag == "T" and len(tree) in (4, 6):
         return _tensor(tree)
+    if tag == "G" and len(tree) == 4 and type(tree[1]) is int and type(tree[2]) is list and \
+            all(type(x) is int for x in tree[2]) and type(tree[3]) is tuple and \
+            len(tree[3]) == 4:
+        value = _tensor(tree[3])
+        return make_graph(tree[1], tree[2], value) if make_graph is not None else value
     if tag == "R" and len(tree) == 2 and type(tree[1]) is int:
         return resolve_ref(tree[1])
+    if tag == "P" and len(tree) == 2 and type(tree[1]) is str:
+        return pathlib.Path(tree[1])
     if tag == "D" and len(tree) == 2 and tree[1] in DTYPES:
         return DTYPES[tree[1]]
     if tag == "V" and len(tree) == 2 and type(tree[1]) is str and tree[1].split(":")[0] in (

@@ -27,32 +27,64 @@ from typing import Any
 
 import torch
 
-from course.sandbox import wire
+from course.sandbox import rng, wire
 
 _HEADER = struct.Struct("<Q")
 
 
-# --- tensors sent by the grader: tracked, so they can be answered by reference and synced back ---
+# --- tensors, lists and dicts sent by the grader: tracked, answered by reference, synced back ---
 class _Tracked:
     def __init__(self) -> None:
-        self.by_token: dict[int, torch.Tensor] = {}
+        self.by_token: dict[int, Any] = {}
         self.token_of_id: dict[int, int] = {}
         self.baseline: dict[int, tuple] = {}
+        # what came with the current request: only these are compared after it (an object the
+        # learner keeps and changes in a later call is not synced back)
+        self.recent_tensors: dict[int, None] = {}
+        self.recent: list[int] = []
+        self.recent_objects: list[int] = []
 
-    def add(self, token: int, t: torch.Tensor) -> None:
-        self.by_token[token] = t
-        self.token_of_id[id(t)] = token
-        self.baseline[token] = _state(t)
+    def add(self, token: int, obj: Any) -> None:
+        self.by_token[token] = obj
+        self.token_of_id[id(obj)] = token
+        if isinstance(obj, torch.Tensor):
+            self.recent_tensors[token] = None
+            self.baseline[token] = _state(obj)
+        elif type(obj) in (list, dict):   # filled after this call: baseline taken by `settle`
+            self.recent.append(token)
+        else:
+            self.recent_objects.append(token)
 
-    def token(self, t: Any) -> int | None:
-        token = self.token_of_id.get(id(t))
-        return token if token is not None and self.by_token.get(token) is t else None
+    def settle(self) -> None:
+        """Take the baseline of the containers that came with the request just read."""
+        for token in self.recent:
+            self.baseline[token] = _shallow(self.by_token[token])
+
+    def token(self, obj: Any) -> int | None:
+        token = self.token_of_id.get(id(obj))
+        return token if token is not None and self.by_token.get(token) is obj else None
 
     def changes(self) -> list[tuple]:
-        """(token, value-or-None, grad-or-None, grad_is_none, requires_grad) for each tracked
-        tensor whose data, gradient or requires_grad changed since the last report."""
+        """For each tracked tensor whose data, gradient or requires_grad changed since the last
+        report: (token, value-or-None, grad-or-None, grad_is_none, requires_grad); for each
+        tracked list or dict whose items changed: ("C", token, its items encoded)."""
         out = []
-        for token, t in self.by_token.items():
+        for token in self.recent:   # a list or dict is compared only after the call it came with
+            obj = self.by_token[token]
+            now = _shallow(obj)
+            if now != self.baseline[token]:
+                out.append(("C", token, _encode(obj, by_reference=False)))
+                self.baseline[token] = now
+        self.recent = []
+        for token in self.recent_objects:
+            try:
+                out.append(_object_state(token, self.by_token[token]))
+            except Exception:  # noqa: BLE001 - an object the learner broke: not synced
+                pass
+        self.recent_objects = []
+        tokens, self.recent_tensors = list(self.recent_tensors), {}
+        for token in tokens:
+            t = self.by_token[token]
             now = _state(t)
             if now == self.baseline[token]:
                 continue
@@ -64,11 +96,40 @@ class _Tracked:
             self.baseline[token] = now
         return out
 
+    def rebase(self, token: int) -> None:
+        self.baseline[token] = _state(self.by_token[token])
+
 
 def _state(t: torch.Tensor) -> tuple:
     g = t.grad
     return (t._version, t.data_ptr(), tuple(t.shape),
             None if g is None else (id(g), g._version, g.data_ptr()), t.requires_grad)
+
+
+def _object_state(token: int, obj: Any) -> tuple:
+    """What the grader's copy of a module, optimizer or scheduler needs after a call: a module's
+    train/eval flags by submodule name (its tensors are synced as tensors), an optimizer's or a
+    scheduler's `state_dict()`."""
+    if isinstance(obj, torch.nn.Module):
+        return ("M", token, _encode({name: m.training for name, m in obj.named_modules()}))
+    return ("O", token, _encode(obj.state_dict()))
+
+
+def _rebuild_object(token: int, make: Any, args: tuple) -> Any:
+    """Unpickling hook for a module, optimizer or scheduler the grader sent (see
+    client._Pickler): the same object each time it comes back in one request."""
+    obj = make(*args)
+    TRACKED.add(token, obj)
+    return obj
+
+
+def _shallow(obj: Any) -> tuple:
+    """A list's or dict's items, atoms by value and everything else by identity."""
+    def atom(v: Any) -> Any:
+        return ("v", v) if v is None or type(v) in (bool, int, float, str, bytes) else ("id", id(v))
+    if type(obj) is dict:
+        return tuple((atom(k), atom(v)) for k, v in obj.items())
+    return tuple(atom(v) for v in obj)
 
 
 TRACKED = _Tracked()
@@ -127,11 +188,94 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "h":
             return REGISTRY.get(pid[1])
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "c":
+            # a list or dict of the grader's (client._Pickler): the same object every time
+            _, token, kind, items = pid
+            known = TRACKED.by_token.get(token)
+            if known is not None:   # sent before: the same object, with the grader's items
+                if kind == "dict":
+                    known.clear()
+                    known.update(items)
+                else:
+                    known[:] = items
+                TRACKED.recent.append(token)
+                return known
+            obj = dict(items) if kind == "dict" else list(items)
+            TRACKED.add(token, obj)
+            return obj
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def _encode(value: Any) -> tuple:
-    return wire.encode(value, REGISTRY.register, TRACKED.token)
+# --- answers with an autograd graph: kept here so the grader can back-propagate through them ---
+class _Graphs:
+    KEEP = 64   # the newest graphs kept; an older one can no longer be back-propagated
+
+    def __init__(self) -> None:
+        self.outputs: dict[int, torch.Tensor] = {}
+        self.next = 1
+
+    def register(self, t: torch.Tensor) -> tuple[int, list[int]]:
+        gid, self.next = self.next, self.next + 1
+        self.outputs[gid] = t
+        while len(self.outputs) > self.KEEP:
+            self.outputs.pop(next(iter(self.outputs)))
+        return gid, _leaf_tokens(t)
+
+
+def _leaf_tokens(t: torch.Tensor) -> list[int]:
+    """Tokens of the grader's tensors that `t` depends on through autograd."""
+    tokens, seen, stack = set(), set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        variable = getattr(fn, "variable", None)
+        if variable is not None:
+            token = TRACKED.token(variable)
+            if token is not None:
+                tokens.add(token)
+        stack.extend(f for f, _ in fn.next_functions)
+    return sorted(tokens)
+
+
+GRAPHS = _Graphs()
+
+
+def _encode(value: Any, by_reference: bool = True) -> tuple:
+    if by_reference:
+        return wire.encode(value, REGISTRY.register, TRACKED.token, graph=GRAPHS.register)
+    # a tracked container's own items: the container itself by value, its items as usual
+    t = type(value)
+    if t is dict:
+        return ("d", [(_encode(k), _encode(v)) for k, v in value.items()])
+    return ("l", [_encode(v) for v in value])
+
+
+def _op_backward(gid: int, grad: torch.Tensor, tokens: list[int]) -> list:
+    """Back-propagate `grad` through the answer `gid`: the learner's own tensors here get their
+    `.grad` as usual; the gradient reaching each of the grader's tensors `tokens` is returned
+    (and not left in their `.grad`: the grader accumulates it through its own autograd)."""
+    out = GRAPHS.outputs.get(gid)
+    if out is None:
+        raise RuntimeError("this result's graph was released (too many results since it was made)")
+    targets = [TRACKED.by_token[t] for t in tokens]
+    saved = [(t.grad, None if t.grad is None else t.grad.detach().clone()) for t in targets]
+    out.backward(grad, retain_graph=True)
+    result = []
+    for t, (before_obj, before) in zip(targets, saved):
+        after = t.grad
+        if after is None:
+            result.append(None)
+        else:
+            result.append(after.detach().clone() - (before if before is not None else 0))
+        if before_obj is not None:
+            with torch.no_grad():
+                before_obj.copy_(before)
+        t.grad = before_obj
+    for token in tokens:
+        TRACKED.rebase(token)
+    return result
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -175,15 +319,18 @@ OPS = {
     "isinstance": _op_isinstance,
     "exec": _op_exec,
     "value_and_grads": _value_and_grads,
+    "backward": _op_backward,
     "release": lambda hids: [REGISTRY.objects.pop(h, None) for h in hids] and None,
 }
 
 
 def _answer(request: bytes) -> bytes:
     try:
-        rid, op, args = _Unpickler(io.BytesIO(request)).load()
+        rid, op, args, rng_state = _Unpickler(io.BytesIO(request)).load()
+        rng.set_state(rng_state)
     except Exception as err:  # noqa: BLE001 - a request this worker cannot read
-        return wire.dumps((-1, ("E", "RequestError", ("Exception",), f"{err}", ""), []))
+        return wire.dumps((-1, ("E", "RequestError", ("Exception",), f"{err}", ""), [], None))
+    TRACKED.settle()
     try:
         value = OPS[op](*args)
         answer = ("ok", _encode(value))
@@ -197,7 +344,11 @@ def _answer(request: bytes) -> bytes:
         changes = TRACKED.changes()
     except Exception:  # noqa: BLE001 - a tracked tensor broken by learner code
         changes = []
-    return wire.dumps((rid, answer, changes))
+    try:
+        state = _encode(rng.get_state())
+    except Exception:  # noqa: BLE001 - generators the learner's code broke
+        state = None
+    return wire.dumps((rid, answer, changes, state))
 
 
 def _exception(err: BaseException) -> tuple:
@@ -254,4 +405,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run as the imported module, so the state that unpickling hooks reach (TRACKED, REGISTRY)
+    # is the state this loop reads, not a second copy living in __main__
+    from course.sandbox import worker as _module
+    _module.main()

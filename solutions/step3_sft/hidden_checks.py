@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from course.grading import HiddenReport, patched
+from course.grading import HiddenReport, injected, patched
 
 STEP = "step3_sft"
 TOL = 1e-6      # losses, gradients and weights: the same float32 ops in a correct implementation
@@ -428,20 +428,16 @@ def save_checkpoint_hidden(ex: ModuleType, ref: ModuleType) -> None:
                           f"got {state.get('extra')!r}")
         with report.case("a crash while writing"):
             ref.save_checkpoint(path, model, opt, sched, 3)
-            real_save = torch.save
-
             def crash(obj, f, *args, **kwargs):
                 with open(f, "wb") as fh:  # half a file, then the process dies
                     fh.write(b"PK\x03\x04 truncated")
                 raise OSError("disk full (simulated)")
 
-            torch.save = crash
-            try:
-                ex.save_checkpoint(path, model, opt, sched, 4)
-            except OSError:
-                pass
-            finally:
-                torch.save = real_save
+            with injected(ex, "torch", save=crash):   # where the learner's code runs
+                try:
+                    ex.save_checkpoint(path, model, opt, sched, 4)
+                except OSError:
+                    pass
             try:
                 step = torch.load(path, map_location="cpu", weights_only=False)["step"]
             except Exception as err:  # noqa: BLE001
