@@ -10,9 +10,9 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
-        collect formgrader lab clean bench-grading bench-lora bench-masking \
+        collect formgrader lab clean bench-grading bench-lora bench-lora-tuning bench-masking \
         hub proxy collect-exchange release-feedback \
-        bench bench-sft bench-course
+        bench-speed bench-sft-loop bench-course
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -38,7 +38,7 @@ proxy:
 	else echo "note: npm not found: make hub needs Node.js 20 and npm (configurable-http-proxy)"; fi
 
 # --- the course -------------------------------------------------------------------------------
-demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min)
+demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min on 2 cores)
 	$(PY) -m course.demo
 
 .PHONY: validate-data
@@ -58,7 +58,7 @@ base-model: setup  ## pretrain the embedded base model on CPU (~15 min on 2 core
 bench-reference: setup  ## SFT the embedded model with the stock HF Trainer; held-out exact match
 	$(PY) -m benchmarks.reference_sft --group-by-length --probe-every 200
 
-sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF Trainer reference's budget (1200 x 32); exact match -> JSON
+bench-sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF Trainer reference's budget (1200 x 32); exact match -> JSON
 	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --results ../../benchmarks/results/step3_course_run.json
 	cd solutions/step3_sft && $(abspath $(PY)) run_sft.py --max-steps 1200 --grad-accum-steps 2 \
 		--group-by-length false --pack-length 512 --eval-every 100 --sample-every 200 \
@@ -67,16 +67,18 @@ sft-loop: setup  ## step 3: the notebook's run, then the loop packed with the HF
 bench-lora: setup  ## full fine-tuning vs LoRA + rank sweep -> benchmarks/results/full_vs_lora_*
 	$(PY) -m benchmarks.full_vs_lora
 
+bench-lora-tuning: setup  ## each method's learning rate tuned, then 3 seeds x 1000 test conversations + forgetting (~1 h)
+	$(PY) -m benchmarks.full_vs_lora_tuning
+
 gpu: setup  ## GPU finale on CUDA: Qwen2.5 0.5B-7B full vs LoRA (memory vs prediction, MFU) + embedded comparison -> benchmarks/results/gpu/<device>/; no CUDA: the CPU predictions
 	$(PY) -m benchmarks.gpu
 
-bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token (JSON + PNG)
-	$(PY) -m course.experiments.masking_ablation
+bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end token, two data regimes (JSON + PNG)
+	$(PY) -m benchmarks.masking_ablation
+	$(PY) -m benchmarks.masking_ablation --prompt-noise 40 --out benchmarks/results/masking_ablation_noisy.json
 
-bench: setup  ## speed: course loop + packing vs HF Trainer vs TRL; cost vs data/model size -> benchmarks/results/BENCHMARKS.md
+bench-speed: setup  ## speed: course loop + packing vs HF Trainer vs TRL; cost vs data/model size -> benchmarks/results/BENCHMARKS.md
 	$(PY) -m benchmarks.bench_speed
-
-bench-sft: bench  ## step 3: the same report (the loop vs HF Trainer vs TRL SFTTrainer, tokens/s)
 
 bench-course: setup  ## run the four solution notebooks from clean kernels; wall time each + total (<= 10 min)
 	$(PY) -m benchmarks.bench_course

@@ -9,7 +9,7 @@ and produce input_ids, attention_mask and labels:
   key), which tokenizes each batch's contents in one call and builds the labels turn by turn;
 - library: `tokenizer.apply_chat_template(batch, return_assistant_tokens_mask=True)`, labels
   from the assistant mask.
-Requirement (issue 5): the hand-written way is at least as fast (ratio >= 1). Each side runs
+Requirement: the hand-written way is at least as fast (ratio >= 1). Each side runs
 `--repeat` times, alternating, and the best time counts (the machine is shared). The outputs are
 checked to be identical. Results are cached in build/bench/ under a fingerprint of the module,
 the data, the tokenizer and the library versions, and written to

@@ -2,7 +2,7 @@
 
     make bench-grading STEP=step1_data      # python -m benchmarks.nbgrader_pipeline step1_data
 
-Budgets (issue 4, on 2 CPU cores): release of one step <= 60 s; autograde of one submission
+Budgets (on 2 CPU cores): release of one step <= 60 s; autograde of one submission
 <= 60 s. Works in a temporary course root (nothing in build/ or the repository changes), grades
 the reference solution and the untouched release, and writes
 benchmarks/results/nbgrader_<step>.json.

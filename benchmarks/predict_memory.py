@@ -8,7 +8,7 @@ counted under fake tensors (`course.memory.fake_peak`), and whether it fits an 8
 
 Writes memory_predicted.json, memory_predicted.md and memory_predicted.png (its title says
 "predicted on CPU"). Batch 2 x 2048 tokens, every position after the first supervised (the
-seed's recipe; random tokens), LoRA r 64, alpha 128 on every linear layer but the head.
+a common LoRA recipe; random tokens), LoRA r 64, alpha 128 on every linear layer but the head.
 """
 from __future__ import annotations
 

@@ -2,26 +2,34 @@
 differ only in their labels:
 
     assistant_only   the assistant's tokens and its <|im_end|> (the loss mask of step 2)
-    no_mask          labels = input_ids: system, user and template tokens trained too (seed 000)
+    no_mask          labels = input_ids: system, user and template tokens trained too
     no_end_token     the assistant's tokens without <|im_end|>: the model never learns to stop
 
 Every run starts from the same weights and sees the same batches in the same order. Measured on
 held-out test conversations: exact match of the greedy answer (course.evaluate's definition),
 the loss on the answer tokens (the assistant's tokens + <|im_end|>, what a chat model must
-say), and the stop rate (the fraction of generations that emit <|im_end|> within
-`max_new_tokens`).
+say), the loss on the prompt tokens (system, user and template: what the mask leaves out), the
+stop rate (the fraction of generations that emit <|im_end|> within `max_new_tokens`), and what
+the model writes when it is made to go on past a finished answer (`continuation`: the share of
+held-out conversations after which it writes a user turn of its own). During training, every
+step's loss is also split into its answer tokens and its prompt tokens (`train_split`), for
+every variant, from the same forward pass: what each variant's training loss is made of.
 
-    make bench-masking                 # python -m course.experiments.masking_ablation
-    python -m course.experiments.masking_ablation --steps 20 --eval-limit 32   # quicker
+Two data regimes (`Budget.prompt_noise`):
+    0   the course's data: prompts are stories like the pretraining text
+    n   each user turn ends with a pasted block of n random words (a log, a document the user
+        pasted): text the assistant should read, never write
 
-Writes benchmarks/results/masking_ablation.json and .png. Labels come from the library way
+    make bench-masking        # benchmarks/masking_ablation.py: both regimes -> JSON + PNG
+    python -m benchmarks.masking_ablation --steps 20 --eval-limit 32   # quicker
+
+The command line writes benchmarks/results/masking_ablation.json and .png. Labels come from the library way
 (`course.data.tokenize_for_sft`, the chat template's assistant mask), not from the exercise
 module, so the notebook can run this before the TODOs are done. A plain PyTorch loop: no
 Trainer, nothing from step 3.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -61,10 +69,31 @@ class Budget:
     max_new_tokens: int = 32      # generation budget; a model that does not stop cannot score
     max_length: int = 256         # tokens per training conversation (the course's are shorter)
     seed: int = 0
+    prompt_noise: int = 0         # random words pasted at the end of every user turn (0: none)
+    continue_tokens: int = 12     # tokens generated past a finished answer (`continuation`)
 
 
 FULL = Budget()
+QUICK = Budget(steps=24, eval_limit=32)      # for a slow or busy machine
 GRADING = Budget(steps=2, batch_size=4, eval_limit=4, max_new_tokens=6)  # a smoke run
+
+
+def with_prompt_noise(records: list[dict], words: int, seed: int) -> list[dict]:
+    """Copies of `records` whose user turns end with `words` random words from the records' own
+    vocabulary (seeded): a pasted block the assistant must read past, and never write."""
+    if words <= 0:
+        return list(records)
+    vocab = sorted({w.strip('.,!?"') for r in records[:500] for m in r["messages"]
+                    for w in m["content"].split()} - {""})
+    rng = random.Random(seed)
+    out = []
+    for r in records:
+        messages = [dict(m) for m in r["messages"]]
+        for m in messages:
+            if m["role"] == "user":
+                m["content"] += "\n\n" + " ".join(rng.choice(vocab) for _ in range(words))
+        out.append({**r, "messages": messages})
+    return out
 
 
 def variant_labels(example: dict, variant: str, end_id: int) -> list[int]:
@@ -100,13 +129,31 @@ def training_batches(tokenizer, budget: Budget, train=None) -> list[list[dict]]:
     random.Random(budget.seed).shuffle(order)
     need = budget.steps * budget.batch_size
     picked = [train[i % len(train)] for i in (order * (need // len(order) + 1))[:need]]
+    picked = with_prompt_noise(picked, budget.prompt_noise, budget.seed + 1)
     examples = [tokenize_for_sft(r["messages"], tokenizer, budget.max_length) for r in picked]
     return [examples[i:i + budget.batch_size] for i in range(0, need, budget.batch_size)]
 
 
+def token_losses(model, tokens: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token next-token loss of a padded batch, shape (B, L-1) (position t scores token
+    t+1), and the mask of real (non-padding) targets."""
+    logits = model(input_ids=tokens["input_ids"],
+                   attention_mask=tokens["attention_mask"]).logits[:, :-1].float()
+    targets = tokens["input_ids"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return loss, tokens["attention_mask"][:, 1:].bool()
+
+
+def split_mean(loss: torch.Tensor, where: torch.Tensor) -> float:
+    return float((loss * where).sum() / where.sum().clamp(min=1))
+
+
 def fine_tune(model, tokenizer, batches: list[list[dict]], variant: str, budget: Budget,
-          progress: bool = True) -> list[float]:
-    """Fine-tune `model` in place on `batches` with the variant's labels; the loss per step."""
+              progress: bool = True, split: list | None = None) -> list[float]:
+    """Fine-tune `model` in place on `batches` with the variant's labels; the loss per step
+    (token mean over the variant's labels, what `model(**batch).loss` returns). `split`, when
+    given, receives per step the same forward pass's mean loss on the answer tokens and on the
+    prompt tokens: [answer, prompt]."""
     end_id = tokenizer.convert_tokens_to_ids(IM_END)
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=0.0)
     warmup = max(1, budget.steps // 10)
@@ -116,29 +163,72 @@ def fine_tune(model, tokenizer, batches: list[list[dict]], variant: str, budget:
     for batch in tqdm(batches, desc=f"train {variant}", disable=not progress, leave=False):
         tensors = pad_batch(batch, [variant_labels(e, variant, end_id) for e in batch],
                             tokenizer.pad_token_id)
-        loss = model(**tensors).loss  # transformers shifts the labels once
+        answer = pad_batch(batch, [e["labels"] for e in batch],
+                           tokenizer.pad_token_id)["labels"][:, 1:] != IGNORE_INDEX
+        per_token, real = token_losses(model, tensors)
+        trained = tensors["labels"][:, 1:] != IGNORE_INDEX
+        loss = (per_token * trained).sum() / trained.sum().clamp(min=1)  # shifted once
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(round(loss.item(), 4))
+        if split is not None:
+            with torch.no_grad():
+                split.append([round(split_mean(per_token, answer), 4),
+                              round(split_mean(per_token, real & ~answer), 4)])
     model.eval()
     return losses
 
 
 @torch.no_grad()
-def answer_loss(model, tokenizer, records: list[dict], batch_size: int = 32) -> float:
-    """Mean loss per answer token (assistant content + <|im_end|>) on `records`."""
+def prompt_and_answer_loss(model, tokenizer, records: list[dict], batch_size: int = 32
+                           ) -> dict[str, float]:
+    """Mean loss per answer token (assistant content + <|im_end|>) and per prompt token (every
+    other real token: system, user, template) on `records`."""
     examples = [tokenize_for_sft(r["messages"], tokenizer) for r in records]
-    total, count = 0.0, 0
+    sums = {"answer": [0.0, 0], "prompt": [0.0, 0]}
     for i in range(0, len(examples), batch_size):
         chunk = examples[i:i + batch_size]
         batch = pad_batch(chunk, [e["labels"] for e in chunk], tokenizer.pad_token_id)
-        n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        total += model(**batch).loss.item() * n
-        count += n
-    return total / max(count, 1)
+        per_token, real = token_losses(model, batch)
+        answer = batch["labels"][:, 1:] != IGNORE_INDEX
+        for key, where in (("answer", answer), ("prompt", real & ~answer)):
+            sums[key][0] += float((per_token * where).sum())
+            sums[key][1] += int(where.sum())
+    return {k: total / max(n, 1) for k, (total, n) in sums.items()}
+
+
+def answer_loss(model, tokenizer, records: list[dict], batch_size: int = 32) -> float:
+    """Mean loss per answer token (assistant content + <|im_end|>) on `records`."""
+    return prompt_and_answer_loss(model, tokenizer, records, batch_size)["answer"]
+
+
+@torch.no_grad()
+def continuation(model, tokenizer, records: list[dict], new_tokens: int, batch_size: int = 48
+                 ) -> dict:
+    """Make the model go on past a finished answer: each whole conversation (its last answer and
+    <|im_end|> included) is continued greedily for `new_tokens` tokens, stop tokens ignored.
+    Returns the share of continuations that open a user turn (`<|im_start|>user`: the model
+    writes the user's next message) and a few of them."""
+    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    texts = []
+    try:
+        for i in range(0, len(records), batch_size):
+            chunk = records[i:i + batch_size]
+            enc = tokenizer([tokenizer.apply_chat_template(r["messages"], tokenize=False)
+                             for r in chunk], return_tensors="pt", padding=True,
+                            add_special_tokens=False)
+            new = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id,  # never generated:
+                                 eos_token_id=tokenizer.pad_token_id,  # no stop token
+                                 )[:, enc["input_ids"].shape[1]:]
+            texts += tokenizer.batch_decode(new, skip_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    user = sum("<|im_start|>user" in t for t in texts)
+    return {"writes_user_turn": user / max(len(texts), 1), "examples": texts[:3]}
 
 
 @torch.no_grad()
@@ -168,13 +258,15 @@ def generate_answers(model, tokenizer, records: list[dict], max_new_tokens: int,
 
 
 def evaluate(model, tokenizer, records: list[dict], budget: Budget) -> dict:
-    """Exact match, answer loss and stop rate on held-out `records`."""
+    """Exact match, answer and prompt loss, stop rate and continuation on held-out `records`."""
     answers = generate_answers(model, tokenizer, records, budget.max_new_tokens)
     n = max(len(answers), 1)
+    losses = prompt_and_answer_loss(model, tokenizer, records)
     return {"exact_match": sum(a["prediction"].strip() == a["reference"].strip()
                                for a in answers) / n,
-            "answer_loss": answer_loss(model, tokenizer, records),
+            "answer_loss": losses["answer"], "prompt_loss": losses["prompt"],
             "stop_rate": sum(a["stopped"] for a in answers) / n,
+            "continuation": continuation(model, tokenizer, records, budget.continue_tokens),
             "examples": answers[:3]}
 
 
@@ -188,7 +280,8 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
     if threads:
         torch.set_num_threads(threads)
     tokenizer = tokenizer or load_tokenizer()
-    test = list(load_split("test").select(range(budget.eval_limit)))
+    test = with_prompt_noise(list(load_split("test").select(range(budget.eval_limit))),
+                             budget.prompt_noise, budget.seed + 2)
     seed_everything(budget.seed)
     batches = training_batches(tokenizer, budget, train)
     base = copy.deepcopy(base_model) if base_model is not None else load_base_model(device="cpu")
@@ -201,9 +294,11 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
         start, cpu = time.monotonic(), time.process_time()
         seed_everything(budget.seed)
         base.load_state_dict(state)
-        losses = fine_tune(base, tokenizer, batches, variant, budget, progress)
+        split: list = []
+        losses = fine_tune(base, tokenizer, batches, variant, budget, progress, split)
         train_s = time.monotonic() - start
-        results[variant] = {"train_loss": losses, "train_seconds": round(train_s, 1),
+        results[variant] = {"train_loss": losses, "train_split": split,
+                            "train_seconds": round(train_s, 1),
                             **evaluate(base, tokenizer, test, budget)}
         results[variant].update(seconds=round(time.monotonic() - start, 1),
                                 cpu_seconds=round(time.process_time() - cpu, 1))
@@ -212,7 +307,9 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
         if progress:
             r = results[variant]
             print(f"{variant:15s} exact match {r['exact_match']:6.1%}  answer loss "
-                  f"{r['answer_loss']:.3f}  stop rate {r['stop_rate']:6.1%}  ({r['seconds']} s, "
+                  f"{r['answer_loss']:.3f}  prompt loss {r['prompt_loss']:.3f}  stop rate "
+                  f"{r['stop_rate']:6.1%}  writes a user turn "
+                  f"{r['continuation']['writes_user_turn']:6.1%}  ({r['seconds']} s, "
                   f"{r['cpu_seconds']} s CPU)")
     return {"budget": asdict(budget), "variants": VARIANTS, "results": results,
             "model": Path(resolve_model_name()).name, "parameters": count_parameters(base),
@@ -220,25 +317,3 @@ def run(budget: Budget = FULL, variants: list[str] | None = None, threads: int |
             "machine": platform.machine(), "load_1min": round(os.getloadavg()[0], 2),
             "total_seconds": round(sum(r["seconds"] for r in results.values()), 1),
             "total_cpu_seconds": round(sum(r["cpu_seconds"] for r in results.values()), 1)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(FULL).items():
-        ap.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="JSON; the plot goes next to it")
-    args = ap.parse_args(argv)
-    budget = Budget(**{f: getattr(args, f) for f in asdict(FULL)})
-    res = run(budget, threads=args.threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    from course.plots import masking_ablation
-    masking_ablation(res).savefig(args.out.with_suffix(".png"), dpi=110)
-    print(f"{res['total_seconds']} s in all ({res['total_cpu_seconds']} s CPU); wrote "
-          f"{args.out} and {args.out.with_suffix('.png')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -55,35 +55,76 @@ def drop_reasons(counts: Mapping[str, int], total: int, title: str = "Why sample
     return fig
 
 
+def _human(v: float, _=None) -> str:
+    """1312896 -> 1.31M, 77824 -> 77.8K, 12.5 -> 12.5: axis labels without scientific notation."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(v) >= size:
+            return f"{v / size:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def _percent_axis(ax, values: Sequence[float]) -> None:
+    """A share axis scaled to its data (not always 0-100 %), labelled in percent."""
+    top = max([v for v in values if v is not None] + [0.05])
+    ax.set_ylim(0, min(1.0, top * 1.3) if top < 0.75 else 1.08)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+
+
+def _smooth(values: Sequence[float], k: int = 5) -> list[float]:
+    return [sum(values[max(0, j - k + 1):j + 1]) / len(values[max(0, j - k + 1):j + 1])
+            for j in range(len(values))]
+
+
 def masking_ablation(res: Mapping, title: str = "What the labels teach") -> Figure:
-    """Step 2's experiment (course.experiments.masking_ablation): held-out exact match, answer
-    loss and stop rate per label variant (bars), and each variant's training loss (curves)."""
+    """Step 2's experiment (course.masking_ablation). Top: held-out exact match,
+    stop rate, the share of conversations after which the model writes a user turn of its own,
+    and the loss on held-out answer and prompt tokens (bars, one per variant; dotted: the base
+    model). Bottom: every variant's training loss split into its answer tokens and its prompt
+    tokens, measured in the same forward pass (smoothed over 5 steps)."""
     results = res["results"]
     names = [n for n in results if n != "base"]
-    labels = {n: res.get("variants", {}).get(n, n) for n in names}
     colors = dict(zip(names, ("tab:green", "tab:orange", "tab:red", "tab:purple")))
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    fig = plt.figure(figsize=(13, 6.2))
+    grid = fig.add_gridspec(2, 10)
+    top = [fig.add_subplot(grid[0, 2 * i:2 * i + 2]) for i in range(5)]
     panels = [("exact_match", "held-out exact match", True),
-              ("answer_loss", "answer-token loss (lower is better)", False),
-              ("stop_rate", "stop rate (<|im_end|> emitted)", True)]
-    for ax, (key, name, share) in zip(axes, panels):
-        values = [results[n][key] for n in names]
-        ax.bar(range(len(names)), values, color=[colors[n] for n in names])
-        if "base" in results:
-            ax.axhline(results["base"][key], color="gray", linestyle=":", label="base model")
+              ("stop_rate", "stop rate (<|im_end|> emitted)", True),
+              ("writes_user_turn", "writes a user turn\nwhen made to go on", True),
+              ("answer_loss", "held-out loss per\nanswer token", False),
+              ("prompt_loss", "held-out loss per\nprompt token", False)]
+
+    def value(r: Mapping, key: str):
+        return r.get("continuation", {}).get(key) if key == "writes_user_turn" else r.get(key)
+
+    for ax, (key, name, share) in zip(top, panels):
+        values = [value(results[n], key) for n in names]
+        shown = [v if v is not None else 0.0 for v in values]
+        ax.bar(range(len(names)), shown, color=[colors[n] for n in names])
+        base = value(results["base"], key) if "base" in results else None
+        if base is not None:
+            ax.axhline(base, color="gray", linestyle=":", label="base model")
         for x, v in enumerate(values):
-            ax.text(x, v, f"{v:.0%}" if share else f"{v:.2f}", ha="center", va="bottom",
-                    fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
+            if v is not None:
+                ax.text(x, v, f"{v:.0%}" if share else f"{v:.2f}", ha="center",
+                        va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
         ax.set_title(name, fontsize=9)
         if share:
-            ax.set_ylim(0, 1.08)
-    axes[0].legend(fontsize=7, loc="upper right")
-    for n in names:
-        axes[3].plot(results[n]["train_loss"], color=colors[n], label=labels[n])
-    axes[3].set_xlabel("step")
-    axes[3].set_title("training loss (over each variant's own labels)", fontsize=9)
-    axes[3].legend(fontsize=7)
+            _percent_axis(ax, shown + ([base] if base is not None else []))
+        else:
+            ax.set_ylim(0, max(shown + ([base] if base is not None else [0])) * 1.2 or 1)
+    top[0].legend(fontsize=7, loc="upper left")
+    bottom = [fig.add_subplot(grid[1, 0:5]), fig.add_subplot(grid[1, 5:10])]
+    for ax, part, name in ((bottom[0], 0, "answer tokens"), (bottom[1], 1, "prompt tokens")):
+        for n in names:
+            split = results[n].get("train_split") or []
+            if split:
+                ax.plot(_smooth([s[part] for s in split]), color=colors[n], label=n,
+                        linewidth=2 if n == "assistant_only" else 1.3)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss per token")
+        ax.set_title(f"training batches: loss on the {name}", fontsize=9)
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -127,17 +168,21 @@ def rank_sweep(ranks: Sequence[int], trainable: Sequence[int], exact_match: Sequ
     for ax, values, label, j in ((axes[0], exact_match, "held-out exact match", 1),
                                  (axes[1], val_loss, "final validation loss", 2)):
         ax.plot(trainable, values, marker="o", color="tab:orange", label="LoRA")
-        for r, x, y in zip(ranks, trainable, values):
-            ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(3, 5), fontsize=8)
+        for k, (r, x, y) in enumerate(zip(ranks, trainable, values)):
+            ax.annotate(f"r={r}", (x, y), textcoords="offset points", fontsize=8,
+                        xytext=(4, 6 if k % 2 == 0 else -12))
         if full is not None:
             ax.scatter([full[0]], [full[j]], marker="*", s=140, color="tab:blue",
                        label="full fine-tuning", zorder=3)
             ax.axhline(full[j], color="tab:blue", linestyle="--", linewidth=1)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(_human))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("trainable parameters (log scale)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    axes[0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.legend(fontsize=8, loc="best")
+        ax.margins(y=0.2)
+    _percent_axis(axes[0], list(exact_match) + ([full[1]] if full is not None else []))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -159,10 +204,73 @@ def cost_bars(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
         ax.set_title(metric, fontsize=9)
         ax.set_ylim(0, max(values + [0]) * 1.2 or 1)
         ax.tick_params(axis="y", labelsize=7)
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.4g}"))
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(_human))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def full_vs_lora_figures(result, keys: Sequence[str] = ("curves", "quality", "ranks", "costs")
+                         ) -> dict[str, Figure]:
+    """Step 4's comparison (a `course.full_vs_lora.Comparison`): the figures named in `keys` ->
+    Figure. "curves": loss per step; "quality": exact match, test loss and the loss on plain
+    held-out stories (forgetting) per run, the base model dotted; "ranks": the rank sweep (when
+    there is one); "costs": parameters, optimizer state, checkpoint, memory, step time."""
+    full = next(r for r in result.runs if r.method == "full")
+    figs: dict[str, Figure] = {}
+    if "curves" in keys:
+        figs["curves"] = loss_curves(
+            {r.name: {"train": r.train_loss, "val": r.val_loss} for r in result.runs},
+            title=f"Full fine-tuning vs LoRA: loss ({result.device}, same batches)")
+    runs = result.runs + [s for s in result.sweep if all(s is not r for r in result.runs)]
+    if "quality" in keys:
+        names = [r.name for r in runs]
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+        base = getattr(result, "base", {}) or {}
+        for ax, key, title, share, ref in (
+                (axes[0], "exact_match", "held-out exact match", True,
+                 result.base_exact_match),
+                (axes[1], "test_loss", "loss per answer token\n(the same test conversations)",
+                 False, base.get("test_loss")),
+                (axes[2], "story_loss", "loss on plain held-out stories\n(forgetting: higher "
+                 "= more forgotten)", False, base.get("story_loss"))):
+            values = [getattr(r, key) for r in runs]
+            shown = [v if v is not None else 0.0 for v in values]
+            ax.bar(range(len(runs)), shown, color=[f"C{i}" for i in range(len(runs))])
+            for x, v in enumerate(values):
+                if v is not None:
+                    ax.text(x, v, f"{v:.1%}" if share else f"{v:.3f}", ha="center",
+                            va="bottom", fontsize=7)
+            if ref is not None:
+                ax.axhline(ref, color="gray", linestyle=":", label="base model")
+                ax.legend(fontsize=7, loc="lower right")
+            ax.set_xticks(range(len(runs)), names, rotation=25, fontsize=7)
+            ax.set_title(title, fontsize=9)
+            if share:
+                _percent_axis(ax, shown)
+            else:
+                ax.set_ylim(0, max(shown + [ref or 0]) * 1.2 or 1)
+        fig.suptitle(f"Full fine-tuning vs LoRA: quality ({result.config.get('n_test')} "
+                     "test conversations)")
+        fig.tight_layout()
+        figs["quality"] = fig
+    if result.sweep and "ranks" in keys:
+        sweep = sorted(result.sweep, key=lambda r: r.r)
+        figs["ranks"] = rank_sweep(
+            [r.r for r in sweep], [r.trainable for r in sweep],
+            [r.exact_match or 0.0 for r in sweep], [r.final_val_loss for r in sweep],
+            full=(full.trainable, full.exact_match or 0.0, full.final_val_loss))
+    if "costs" in keys:
+        mib = 2 ** 20
+        figs["costs"] = cost_bars([r.name for r in result.runs], {
+            "trainable parameters": [r.trainable for r in result.runs],
+            "optimizer state (MiB)": [r.optimizer_bytes / mib for r in result.runs],
+            "checkpoint (MiB)": [r.checkpoint_bytes / mib for r in result.runs],
+            "training memory (MiB)": [r.memory["accounted"]["total"] / mib
+                                      for r in result.runs],
+            "step time (ms)": [r.step_seconds * 1000 for r in result.runs]},
+            title=f"Full fine-tuning vs LoRA: what each costs ({result.device})")
+    return figs
 
 
 # --- step 3: the training loop -------------------------------------------------------------------

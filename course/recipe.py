@@ -96,7 +96,7 @@ class Recipe:
     method: "full" (every parameter) or "lora" (adapters on every linear layer but the head).
     precision: "mixed" (fp32 trainable weights + bf16 autocast; the default) or "bf16" (pure
         bf16, moments included: the named cheap option; see the module docstring).
-    lora_r, lora_alpha, lora_dropout: the adapters (the seed's recipe: r 64, alpha 128;
+    lora_r, lora_alpha, lora_dropout: the adapters (a common recipe: r 64, alpha 128;
         dropout 0 by default: no copy of the inputs, see the module docstring).
     lora_impl: "course" (step 4's LoRALinear, passed in by the caller) or "peft".
     grad_ckpt: gradient checkpointing (each layer keeps only its input; recomputed once).

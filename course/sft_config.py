@@ -62,7 +62,7 @@ class SFTSettings:
         steps of 16 sequences in batches of similar lengths, lr 1e-3 with 5 % warmup and cosine
         decay, no weight decay. The HF Trainer reference (benchmarks/reference_sft.py) has the
         same lr, schedule and length grouping with 32 sequences per step for 1200 steps:
-        `course_run(max_steps=1200, grad_accum_steps=2)` (`make sft-loop`). What both reach,
+        `course_run(max_steps=1200, grad_accum_steps=2)` (`make bench-sft-loop`). What both reach,
         over seeds, is in docs/BASE_MODEL.md."""
         values = dict(learning_rate=1e-3, max_steps=2000, batch_size=16, grad_accum_steps=1,
                       group_by_length=True, warmup_ratio=0.05, weight_decay=0.0,

@@ -1,4 +1,4 @@
-"""Issue 4, end to end: release -> collect -> one nbgrader autograde batch -> gradebook -> feedback.
+"""End to end: release -> collect -> one nbgrader autograde batch -> gradebook -> feedback.
 
 One batch grades, side by side: the reference solution (full marks), the untouched learner
 release (zero, no crash), every wrong implementation in tests/wrong/step1_data/ (each loses the

@@ -1,4 +1,4 @@
-"""Issue 9: the learner's and the instructor's day in a real browser (headless Chromium).
+"""The learner's and the instructor's day in a real browser (headless Chromium).
 
 One JupyterLab, started by `course.lab` exactly as `make lab` starts it, serves a temporary copy
 of the course (the committed learner folders, index.ipynb) with an instructor course root inside

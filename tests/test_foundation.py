@@ -1,4 +1,4 @@
-"""Issue 3: tokenizer, chat template, embedded model, generators, splits and clear errors."""
+"""Tokenizer, chat template, embedded model, generators, splits and clear errors."""
 from __future__ import annotations
 
 import json

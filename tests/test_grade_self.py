@@ -1,4 +1,4 @@
-"""Issue 4: `make grade` for self-learners, and the answer key validates (Validator API)."""
+"""`make grade` for self-learners, and the answer key validates (Validator API)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""Issue 4: the pieces of the grading machinery, each on a small input."""
+"""The pieces of the grading machinery, each on a small input."""
 from __future__ import annotations
 
 import io

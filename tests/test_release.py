@@ -1,4 +1,4 @@
-"""Issue 4: the committed learner release equals a fresh `make release` and leaks nothing."""
+"""The committed learner release equals a fresh `make release` and leaks nothing."""
 from __future__ import annotations
 
 import ast

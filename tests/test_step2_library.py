@@ -1,4 +1,4 @@
-"""Issue 5, step 2: the answer key (solutions/step2_masking/masking_exercise.py) equals the
+"""Step 2: the answer key (solutions/step2_masking/masking_exercise.py) equals the
 library way -- apply_chat_template's assistant mask, TRL's SFTTrainer, the transformers loss and
 DataCollatorForSeq2Seq -- so the hidden tests, which compare learners with the answer key, hold
 them to something no one here wrote.

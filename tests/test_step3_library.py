@@ -1,4 +1,4 @@
-"""Issue 6, step 3: the hand-written SFT loop (solutions/step3_sft/sft_exercise.py) equals the
+"""Step 3: the hand-written SFT loop (solutions/step3_sft/sft_exercise.py) equals the
 libraries, accumulates exactly, resumes exactly and runs as 2 processes.
 
 - per-step losses, gradient norms and final weights equal the HF `Trainer`'s (same model, data

@@ -8,7 +8,7 @@
 
 Every FinetuneConfig field is an option (--learning-rate, --max-steps, --grad-accum-steps, ...).
 Process 0 writes the metrics (output_dir/metrics.jsonl), the checkpoint and, with --results,
-a JSON summary with held-out exact match before and after. `make sft-loop` runs it with the
+a JSON summary with held-out exact match before and after. `make bench-sft-loop` runs it with the
 reference solution and writes benchmarks/results/step3_sft.json.
 """
 import argparse

@@ -391,8 +391,8 @@ if not is_grading():
 # with flash attention, the varlen kernel takes the boundaries directly and needs no mask at all;
 # `course/packing.py` explains the three routes, `tests/test_packing.py` proves each.)
 #
-# Your `token_loss_sum` already saves the other big waste: it computes the output layer
-# (128 → 4,096) only at the ~1 in 9 positions the loss scores.
+# The given `token_loss_sum` (in `sft_exercise.py`) already saves the other big waste: it
+# computes the output layer (128 → 4,096) only at the ~1 in 9 positions the loss scores.
 
 # %%
 from course import packing
@@ -424,8 +424,8 @@ print("packed == padded:", abs(losses["packed"] - losses["padded"]) < 1e-4 * los
 # attention of the four apart. Batches of similar lengths (`FinetuneConfig(group_by_length=True)`,
 # the HF Trainer's `group_by_length`) waste about as little padding and keep each
 # conversation's attention as short as the conversation. Measured with your loop
-# (`make bench`, `benchmarks/results/BENCHMARKS.md`): 1.37x the supervised tokens per second of
-# the same loop with packing, at 1.5 % padding against 3.5 %. On a GPU, flash
+# (`make bench-speed`, `benchmarks/results/BENCHMARKS.md`): 1.37x the supervised tokens per
+# second of the same loop with packing, at 1.5 % padding against 3.5 %. On a GPU, flash
 # attention's varlen kernel skips the masked blocks, and packing is the better layout. The run
 # below groups by length.
 
@@ -521,7 +521,7 @@ for sample in require(result, "result", "9. Fine-tune the base model with your l
 # %% [markdown]
 # The course's reference run with the stock HF `Trainer` (`make bench-reference`) is stored in
 # `benchmarks/results/reference_sft.json` (86.4 % at seed 0). Your loop computes the same steps;
-# `make sft-loop` runs it with the reference's budget (1200 steps of 32, packed).
+# `make bench-sft-loop` runs it with the reference's budget (1200 steps of 32, packed).
 
 # %% [markdown]
 # ## 10. Overfitting: the same small data set, 1, 3 and 10 epochs
@@ -572,8 +572,16 @@ if runs:
 # on the CPU, even on a GPU machine); NCCL moves only GPU tensors, so `all_reduce_sum` and
 # `all_reduce_gradients` sum on that GPU (`collective_device()`); and `run_sft.py` loads the
 # model there. Your `train_step` and `evaluate` stay as they are.
-# `torch.nn.parallel.DistributedDataParallel` does step 4 of `train_step` for you, overlapped
-# with the backward pass (and `model.no_sync()` skips it on all but the last micro-batch).
+#
+# `torch.nn.parallel.DistributedDataParallel` (DDP) can do step 4 of `train_step` for you,
+# overlapped with the backward pass (and `model.no_sync()` skips it on all but the last
+# micro-batch) — but DDP **averages** the gradients over the processes, it does not sum them.
+# This loop already divides every process's loss by the *global* token count $N$ and then needs
+# the **sum** over processes; under DDP the gradients would come out `world_size` times too
+# small. So with DDP, multiply the loss by `world_size` before `backward()` (the sum over
+# processes is then DDP's mean times `world_size`). A course test wraps the model in DDP on 2
+# CPU processes (gloo), multiplies the loss by `world_size`, and checks that the gradients equal
+# the single-process run's.
 
 # %% [markdown]
 # ## Checklist

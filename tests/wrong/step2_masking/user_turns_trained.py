@@ -1,5 +1,5 @@
 """Bug: user (and system) contents are trained too, so the model also learns to write
-questions and stories instead of answering them (seed 000's tokenize() did this)."""
+questions and stories instead of answering them (a common first SFT script does this)."""
 EXPECT_LOSE = ["labels_for_conversation", "labels_for_conversation_hidden"]
 EXPECT_MESSAGE = "user turns trained"
 
