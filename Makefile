@@ -38,7 +38,7 @@ proxy:
 	else echo "note: npm not found: make hub needs Node.js 20 and npm (configurable-http-proxy)"; fi
 
 # --- the course -------------------------------------------------------------------------------
-demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~5 min on 2 cores)
+demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~3 min on 2 cores)
 	$(PY) -m course.demo
 
 .PHONY: validate-data

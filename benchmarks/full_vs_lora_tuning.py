@@ -164,10 +164,11 @@ def figure(out: dict):
     axes[1].bar(x, em, yerr=[lo, hi], capsize=4, color=[f"C{METHODS_INDEX[m]}" for m in methods])
     for k, v in zip(x, em):
         axes[1].text(k, v, f"{v:.1%}  ", ha="right", va="bottom", fontsize=7)
-    axes[1].set_xticks(list(x), [f"{names[m]}\nlr {summ[m]['lr']:g}" for m in methods],
-                       fontsize=7)
-    axes[1].set_title(f"phase 2: test exact match ({out['config']['n_test']} conversations, "
-                      f"mean of {summ[methods[0]]['seeds']} seeds, bars: range)", fontsize=9)
+    axes[1].set_xticks(list(x), [f"{names[m]}\nlr {summ[m]['lr']:g}, {summ[m]['seeds']} "
+                                 f"seed{'s' if summ[m]['seeds'] > 1 else ''}"
+                                 for m in methods], fontsize=7)
+    axes[1].set_title(f"phase 2: test exact match ({out['config']['n_test']} conversations; "
+                      "mean over seeds, bars: their range)", fontsize=9)
     _percent_axis(axes[1], [summ[m]["exact_match_max"] for m in methods])
     story = [summ[m]["story_loss"] for m in methods]
     axes[2].bar(x, story, color=[f"C{METHODS_INDEX[m]}" for m in methods])

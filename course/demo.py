@@ -3,7 +3,7 @@
 The embedded base model continues stories fluently, but given a held-out instruction in the chat
 format it neither answers nor stops. Then the course's own code fine-tunes it twice on the same
 batches — every parameter, and LoRA adapters — and compares quality, memory, checkpoint size and
-speed, plus a LoRA rank sweep (course.full_vs_lora with the answer keys of steps 2-4). About 5
+speed, plus a LoRA rank sweep (course.full_vs_lora with the answer keys of steps 2-4). About 3
 minutes on 2 CPU cores; on a CUDA GPU it runs there, with a longer budget.
 """
 from __future__ import annotations

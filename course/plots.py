@@ -67,7 +67,8 @@ def _percent_axis(ax, values: Sequence[float]) -> None:
     """A share axis scaled to its data (not always 0-100 %), labelled in percent."""
     top = max([v for v in values if v is not None] + [0.05])
     ax.set_ylim(0, min(1.0, top * 1.3) if top < 0.75 else 1.08)
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    digits = 0 if top >= 0.1 else 1
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.{digits}%}"))
 
 
 def _smooth(values: Sequence[float], k: int = 5) -> list[float]:

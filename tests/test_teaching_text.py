@@ -52,6 +52,11 @@ def pct(x: float) -> str:
     return f"{x * 100:.0f} %"
 
 
+def sci(x: float) -> str:
+    """A learning rate as the course writes it: 0.0005 -> '5e-4'."""
+    return f"{x:.0e}".replace("e-0", "e-")
+
+
 def _results(name: str) -> dict:
     return json.loads((REPO_ROOT / "benchmarks" / "results" / name).read_text())
 
@@ -103,3 +108,94 @@ def test_step2_quotes_the_committed_experiment():
     missing = [f"{what}: {quote!r}" for quote, what in _masking_quotes()
                if _flat(quote) not in text]
     assert not missing, "step 2's text disagrees with benchmarks/results:\n" + "\n".join(missing)
+
+
+def _tuning_quotes() -> list[tuple[str, str]]:
+    t = _results("full_vs_lora_tuning.json")
+    s, base = t["summary"], t["base"]
+    val = {m: max(r["val_exact_match"] for r in t["tuning"] if r["method"] == m)
+           for m in ("r1", "r4", "r8", "r32")}
+    by_loss = {m: min((r for r in t["tuning"] if r["method"] == m),
+                      key=lambda r: r["val_loss"])["lr"] for m in ("full", "r8")}
+    comp = _results("full_vs_lora_cpu.json")
+    full, lora = comp["runs"][0], comp["runs"][1]
+    return [
+        (f"({s['full']['test_loss']:.3f}, against {s['r8']['test_loss']:.3f} for LoRA r = 8 and "
+         f"{s['r32']['test_loss']:.3f} for r = 32)", "test losses"),
+        (f"LoRA r = 32 scores {s['r32']['exact_match']:.1%} against full fine-tuning's "
+         f"{s['full']['exact_match']:.1%}, within the spread of the seeds "
+         f"({s['r32']['exact_match_min']:.1%}–{s['r32']['exact_match_max']:.1%} and "
+         f"{s['full']['exact_match_min']:.1%}–{s['full']['exact_match_max']:.1%})",
+         "exact match r32 vs full"),
+        (f"({s['r32']['per_task']['feeling']:.0%} against "
+         f"{s['full']['per_task']['feeling']:.0%})", "feeling task"),
+        (f"{s['full']['exact_match']:.1%} against {s['r8']['exact_match']:.1%}, with the seeds "
+         f"alone spreading LoRA r = 8 from {s['r8']['exact_match_min']:.1%} to "
+         f"{s['r8']['exact_match_max']:.1%}", "full vs r8 and seeds"),
+        (f"reach {val['r1']:.0%}, {val['r4']:.0%}, {val['r8']:.0%} and {val['r32']:.0%}",
+         "rank sweep on validation"),
+        (f"goes from {base['story_loss']:.3f} (base model) to {s['full']['story_loss']:.3f} after "
+         f"full fine-tuning, {s['r8']['story_loss']:.3f} after LoRA r = 8 and "
+         f"{s['r32']['story_loss']:.3f} after r = 32", "forgetting"),
+        (f"full fine-tuning is best at {sci(by_loss['full'])} and LoRA r = 8 at "
+         f"{sci(by_loss['r8'])}",
+         "rates by validation loss"),
+        (f"took {lora['step_seconds'] * 1000:.0f} ms against full fine-tuning's "
+         f"{full['step_seconds'] * 1000:.0f} ms", "step times"),
+    ]
+
+
+def test_step4_quotes_the_committed_comparison():
+    text = _flat((REPO_ROOT / "solutions" / "step4_lora" / "tutorial.py").read_text())
+    missing = [f"{what}: {quote!r}" for quote, what in _tuning_quotes()
+               if _flat(quote).replace(" %", "%") not in text.replace(" %", "%")]
+    assert not missing, "step 4's text disagrees with benchmarks/results:\n" + "\n".join(missing)
+
+
+def test_tuned_rates_and_the_learning_rate_check_agree_with_the_tuning():
+    """The rates course.full_vs_lora uses by default are the tuned ones; the step 4 check's
+    accepted range holds the tuned LoRA rate for r = 8 over the tuned full rate."""
+    from course import full_vs_lora as fvl
+    tuned = _results("full_vs_lora_tuning.json")["tuned_lr"]
+    assert fvl.TUNED_FULL_LR == tuned["full"] and fvl.TUNED_LORA_LR == tuned["r8"]
+    assert fvl.TUNED_LORA_LR_BY_RANK == {int(m[1:]): lr for m, lr in tuned.items() if m != "full"}
+    text = (REPO_ROOT / "solutions" / "step4_lora" / "tutorial.py").read_text()
+    assert f"FULL_LR = {sci(tuned['full'])}" in text
+    assert "5 * FULL_LR <= lr <= 20 * FULL_LR" in text
+    assert 5 <= tuned["r8"] / tuned["full"] <= 20
+
+
+def test_readme_and_makefile_agree_on_make_demo():
+    readme = (REPO_ROOT / "README.md").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    said = re.search(r"^demo:.*\((~\d+ min) on 2 cores\)", makefile, re.M)
+    assert said, "the Makefile's demo target states its time on 2 cores"
+    assert f"({said.group(1)} on 2 cores" in readme
+    minutes = int(said.group(1)[1:].split()[0])
+    comparison = _results("full_vs_lora_cpu.json")["seconds"] / 60  # the demo's main part
+    assert comparison <= minutes <= comparison + 1.5, (minutes, comparison)
+
+
+def test_readme_quotes_the_committed_experiments():
+    readme = (REPO_ROOT / "README.md").read_text().replace(" %", "%")
+    p = _results("masking_ablation.json")["results"]
+    q = _results("masking_ablation_noisy.json")["results"]
+    s = _results("full_vs_lora_tuning.json")["summary"]
+    base = _results("full_vs_lora_tuning.json")["base"]
+    v = ("assistant_only", "no_mask", "no_end_token")
+    quotes = [
+        "stop rate {:.0%} (assistant-only) / {:.0%} (no mask) / {:.0%} (no end token)".format(
+            *(p[k]["stop_rate"] for k in v)),
+        "answer loss {:.2f} / {:.2f} / {:.2f}".format(*(p[k]["answer_loss"] for k in v)),
+        "prompt loss {:.2f} / {:.2f} / {:.2f}".format(*(p[k]["prompt_loss"] for k in v)),
+        f"writes a user turn {p['no_mask']['continuation']['writes_user_turn']:.0%} of the time",
+        f"answer loss {q['assistant_only']['answer_loss']:.2f} / {q['no_mask']['answer_loss']:.2f}",
+        "exact match {:.1%} / {:.1%} / {:.1%}".format(*(s[m]["exact_match"]
+                                                       for m in ("full", "r8", "r32"))),
+        "loss per answer token {:.3f} / {:.3f} / {:.3f}".format(
+            *(s[m]["test_loss"] for m in ("full", "r8", "r32"))),
+        "base {:.3f}, after {:.3f} / {:.3f} / {:.3f}".format(
+            base["story_loss"], *(s[m]["story_loss"] for m in ("full", "r8", "r32"))),
+    ]
+    missing = [q for q in quotes if q not in readme]
+    assert not missing, "README disagrees with benchmarks/results:\n" + "\n".join(missing)
