@@ -199,3 +199,13 @@ def test_readme_quotes_the_committed_experiments():
     ]
     missing = [q for q in quotes if q not in readme]
     assert not missing, "README disagrees with benchmarks/results:\n" + "\n".join(missing)
+
+
+def test_run_times_in_the_text_come_from_the_results():
+    comparison = _results("full_vs_lora_cpu.json")
+    step4 = _flat((REPO_ROOT / "solutions" / "step4_lora" / "tutorial.py").read_text())
+    assert f"took {comparison['seconds'] / 60:.1f} min on 2 CPU cores" in step4
+    run = _results("step3_course_run.json")
+    step3 = _flat((REPO_ROOT / "solutions" / "step3_sft" / "tutorial.py").read_text())
+    assert (f"**{run['sft_exact_match'] * 100:.1f} %** held-out exact match in "
+            f"{run['train_minutes']:.1f} minutes") in step3
