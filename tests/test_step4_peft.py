@@ -1,4 +1,4 @@
-"""Issue 7, step 4: the hand-written LoRA (solutions/step4_lora/lora_exercise.py) equals peft.
+"""Step 4: the hand-written LoRA (solutions/step4_lora/lora_exercise.py) equals peft.
 
 fp32 throughout. With the same A and B in both, forward outputs, the gradients of A and B and
 the merged weights agree with peft's lora.Linear to 1e-6 (with and without dropout in eval mode,
@@ -316,3 +316,13 @@ def test_teaching_numbers(lora):
     assert est["total"] == 16 * 7_000_000_000
     with pytest.raises(ValueError, match="precision"):
         lora.estimate_training_memory(1, 1, "fp8")
+
+
+def test_hidden_checks_leave_the_global_rng_alone():
+    checks = load_reference("step4_lora", "hidden_checks").HIDDEN_CHECKS
+    ref = load_reference("step4_lora", "lora_exercise")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    checks["lora_linear_init_hidden"](ref, ref)
+    assert torch.equal(torch.rand(3), expected)

@@ -117,21 +117,10 @@ checks.check_alpaca_prompt(ex)
 # %% test alpaca_prompt_hidden points=1
 # Hidden tests for alpaca_prompt run here when your work is graded.
 ### BEGIN HIDDEN TESTS
-import random
-from course.grading import compare_with_reference, load_reference, random_text
+from course.grading import load_reference
 
-ref = load_reference("step1_data", "data_exercise")
-rng = random.Random(101)
-cases = []
-for _ in range(10):
-    base = {"instruction": random_text(rng), "output": random_text(rng)}
-    cases.append(("record with input", (dict(base, input=random_text(rng, 5, 30)),), {}))
-    cases.append(("record with an empty input", (dict(base, input=""),), {}))
-    cases.append(("record without an input key", (base,), {}))
-cases.append(("text with braces", ({"instruction": "Use {input}", "input": "{x}", "output": ""},),
-              {}))
-cases += [("real Alpaca record", (r,), {}) for r in records["alpaca"][:400:20]]
-compare_with_reference("alpaca_prompt", ex.alpaca_prompt, ref.alpaca_prompt, cases)
+load_reference("step1_data", "hidden_checks").alpaca_prompt_hidden(
+    ex, load_reference("step1_data", "data_exercise"), records)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -159,57 +148,10 @@ checks.check_normalize_record(ex, records)
 # %% test normalize_record_hidden points=2
 # Hidden tests for normalize_record run here when your work is graded.
 ### BEGIN HIDDEN TESTS
-import copy
-import random
-from course.grading import (HiddenTestFailure, compare_with_reference, load_reference,
-                            random_conversation, random_text)
+from course.grading import load_reference
 
-ref = load_reference("step1_data", "data_exercise")
-rng = random.Random(202)
-BACK = {"system": "system", "user": "human", "assistant": "gpt"}
-
-
-def _kind(shape, turns, system_prompt):
-    own = " with a system turn" if turns and turns[0]["role"] == "system" else ""
-    return f"{shape} record{own}" + (" + system_prompt" if system_prompt else "")
-
-
-cases = []
-for _ in range(12):
-    sp = rng.choice([None, None, "Be brief.", random_text(rng)])
-    conv = random_conversation(rng)
-    cases.append((_kind("messages", conv, sp), ({"id": "m", "messages": conv},),
-                  {"system_prompt": sp}))
-    conv = random_conversation(rng)
-    share = [{"from": BACK[t["role"]], "value": t["content"]} for t in conv]
-    cases.append((_kind("ShareGPT", conv, sp), ({"id": "s", "conversations": share},),
-                  {"system_prompt": sp}))
-    alpaca = {"instruction": random_text(rng), "input": rng.choice(["", random_text(rng, 5, 20)]),
-              "output": random_text(rng), "task": "t"}
-    label = "Alpaca record" + (" with input" if alpaca["input"] else " without input")
-    cases.append((label + (" + system_prompt" if sp else ""), (alpaca,), {"system_prompt": sp}))
-cases.append(("record with both messages and Alpaca keys",
-              ({"instruction": "Who?", "input": "", "output": "Tom.",
-                "messages": [{"role": "user", "content": "Hi"},
-                             {"role": "assistant", "content": "Hello"}]},), {}))
-cases.append(("messages turns with extra keys",
-              ({"messages": [{"role": "user", "content": "Hi", "name": "x"},
-                             {"role": "assistant", "content": "Hello", "weight": 1}]},), {}))
-for shape in records:
-    cases += [(f"real {shape} record", (r,), {}) for r in records[shape][:600:40]]
-compare_with_reference("normalize_record", ex.normalize_record, ref.normalize_record, cases)
-
-for kind, (record,), kwargs in cases[:24]:
-    record = copy.deepcopy(record)
-    snapshot = copy.deepcopy(record)
-    result = ex.normalize_record(record, **kwargs)
-    result.append({"role": "user", "content": "changed"})
-    for turn in result:
-        turn["content"] = "changed"
-    if record != snapshot:
-        raise HiddenTestFailure(f"normalize_record: changing the result changed the input "
-                                f"record ({kind}); build new dicts and lists", f"{snapshot}")
-print("normalize_record leaves its input unchanged")
+load_reference("step1_data", "hidden_checks").normalize_record_hidden(
+    ex, load_reference("step1_data", "data_exercise"), records)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -293,40 +235,10 @@ checks.check_format_all(ex, tokenizer, conversations, library_texts, library_ids
 # %% test format_conversation_hidden points=2
 # Hidden tests for format_conversation run here when your work is graded.
 ### BEGIN HIDDEN TESTS
-import random
-from course.grading import compare_with_reference, load_reference, random_conversation
+from course.grading import load_reference
 
-ref = load_reference("step1_data", "data_exercise")
-rng = random.Random(303)
-
-
-def _same(got, want):
-    return (isinstance(got, dict) and got.get("text") == want["text"]
-            and list(got.get("input_ids", [])) == want["input_ids"])
-
-
-cases = []
-for gen in (False, True):
-    label = "random conversation" + (" + generation prompt" if gen else "")
-    cases += [(label, (random_conversation(rng), tokenizer), {"add_generation_prompt": gen})
-              for _ in range(25)]
-edge = [
-    ("one user turn + generation prompt", [{"role": "user", "content": "Who?"}], True),
-    ("system + user + generation prompt",
-     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who?"}], True),
-    ("newlines around content", [{"role": "user", "content": "\n\nWho?\n"},
-                                 {"role": "assistant", "content": "Tom.\n\n"}], False),
-    ("unicode content", [{"role": "user", "content": "Ünïcödé 🙂?"},
-                         {"role": "assistant", "content": "Ja — 🙂"}], False),
-    ("template text inside content", [{"role": "user", "content": "### Response:\nuser\n"},
-                                      {"role": "assistant", "content": "assistant\n"}], False),
-    ("single assistant turn", [{"role": "assistant", "content": "Hello."}], False),
-    ("no turns + generation prompt", [], True),
-]
-cases += [(label, (m, tokenizer), {"add_generation_prompt": g}) for label, m, g in edge]
-cases += [("real conversation", (c, tokenizer), {}) for c in conversations[:3000:100]]
-compare_with_reference("format_conversation", ex.format_conversation, ref.format_conversation,
-                       cases, equal=_same)
+load_reference("step1_data", "hidden_checks").format_conversation_hidden(
+    ex, load_reference("step1_data", "data_exercise"), tokenizer, conversations)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -375,57 +287,10 @@ checks.check_validate_conversation(ex, dirty)
 # %% test validate_conversation_hidden points=2
 # Hidden tests for validate_conversation run here when your work is graded.
 ### BEGIN HIDDEN TESTS
-import copy
-import random
-from course.grading import compare_with_reference, load_reference, random_conversation
+from course.grading import load_reference
 
-ref = load_reference("step1_data", "data_exercise")
-rng = random.Random(404)
-BAD_CONTENT = [None, 42, 3.5, ["a", "list"], {"text": "x"}, True]
-BLANK = ["", " ", "   ", "\n", "\t\n "]
-
-
-def _defect(conv, kind):
-    conv = copy.deepcopy(conv)
-    i = rng.randrange(len(conv))
-    if kind == "non-string content":
-        conv[i]["content"] = rng.choice(BAD_CONTENT)
-    elif kind == "blank content":
-        conv[i]["content"] = rng.choice(BLANK)
-    elif kind == "swapped turns" and len(conv) > 1:
-        j = rng.randrange(len(conv) - 1)
-        conv[j], conv[j + 1] = conv[j + 1], conv[j]
-    elif kind == "last turn removed":
-        conv = conv[:-1]
-    elif kind == "user turn appended":
-        conv.append({"role": "user", "content": "Thanks!"})
-    elif kind == "system turn inside":
-        conv.insert(rng.randint(1, len(conv)), {"role": "system", "content": "Be brief."})
-    elif kind == "unknown role":
-        conv[i]["role"] = rng.choice(["bot", "human", "gpt", "User", "tool"])
-    elif kind == "first turn removed":
-        conv = conv[1:]
-    return conv
-
-
-KINDS = ["non-string content", "blank content", "swapped turns", "last turn removed",
-         "user turn appended", "system turn inside", "unknown role", "first turn removed"]
-cases = [("valid conversation", (random_conversation(rng),), {}) for _ in range(15)]
-for kind in KINDS:
-    cases += [(kind, (_defect(random_conversation(rng), kind),), {}) for _ in range(6)]
-for _ in range(12):
-    a, b = rng.sample(KINDS, 2)
-    cases.append(("two defects", (_defect(_defect(random_conversation(rng), a), b),), {}))
-cases += [("all three problems", ([{"role": "assistant", "content": None},
-                                    {"role": "user", "content": " "}],), {}),
-          ("non-string and blank content", ([{"role": "user", "content": 42},
-                                             {"role": "assistant", "content": ""}],), {}),
-          ("empty conversation", ([],), {}),
-          ("system turn only", ([{"role": "system", "content": "Be brief."}],), {}),
-          ("user turn only", ([{"role": "user", "content": "Hi"}],), {})]
-cases += [("dirty.jsonl record", (r["messages"],), {}) for r in dirty]
-compare_with_reference("validate_conversation", ex.validate_conversation,
-                       ref.validate_conversation, cases)
+load_reference("step1_data", "hidden_checks").validate_conversation_hidden(
+    ex, load_reference("step1_data", "data_exercise"), dirty)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -475,63 +340,10 @@ checks.check_clean_conversations(ex, tokenizer, dirty, MAX_TOKENS)
 # %% test clean_conversations_hidden points=2
 # Hidden tests for clean_conversations run here when your work is graded.
 ### BEGIN HIDDEN TESTS
-import copy
-import random
-from course.grading import (HiddenTestFailure, compare_with_reference, load_reference, patched,
-                            random_conversation)
+from course.grading import load_reference
 
-ref = load_reference("step1_data", "data_exercise")
-rng = random.Random(505)
-
-
-def _norm(out):
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        return ("bad result", repr(out)[:200])
-    kept, dropped = out
-    return [list(k) for k in kept], [tuple(d) for d in dropped]
-
-
-def _pool(rng):
-    good = [random_conversation(rng) for _ in range(5)]
-    same_question = copy.deepcopy(good[0])
-    same_question[-1]["content"] += " (another answer)"  # not a duplicate
-    bad = [[{"role": "user", "content": None}, {"role": "assistant", "content": "x"}],
-           [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}],
-           [{"role": "user", "content": " "}, {"role": "assistant", "content": "x"}],
-           [{"role": "assistant", "content": "\n"}],  # two problems
-           [{"role": "user", "content": "y"}, {"role": "assistant", "content": "x"},
-            {"role": "user", "content": "z"}]]
-    good.append(same_question)
-    items = [rng.choice(good + bad) for _ in range(rng.randint(4, 14))]
-    return [copy.deepcopy(c) for c in items]
-
-
-cases = []
-for _ in range(30):
-    convs = _pool(rng)
-    sizes = [len(ref.format_conversation(c, tokenizer)["input_ids"]) for c in convs
-             if not ref.validate_conversation(c)] or [10]
-    limit = rng.choice(sizes) + rng.choice([-1, 0, 0, 1])
-    cases.append(("random mix of good, bad, duplicate and long", (convs, tokenizer, limit), {}))
-dirty_convs = [r["messages"] for r in dirty]
-for limit in (max(lengths), min(too_long) - 1, min(too_long), 40):
-    cases.append(("dirty.jsonl", (dirty_convs, tokenizer, limit), {}))
-cases.append(("no conversations", ([], tokenizer, 100), {}))
-first = random_conversation(random.Random(8), system=0)
-other_answer = copy.deepcopy(first)
-other_answer[-1]["content"] += " (another answer)"
-cases.append(("same question, different answer",
-              ([first, other_answer, copy.deepcopy(first)], tokenizer, 10_000), {}))
-with patched(ex, validate_conversation=ref.validate_conversation,
-             format_conversation=ref.format_conversation):
-    compare_with_reference("clean_conversations", ex.clean_conversations,
-                           ref.clean_conversations, cases,
-                           equal=lambda a, b: _norm(a) == _norm(b))
-    convs = _pool(random.Random(7))
-    kept_, _ = ex.clean_conversations(convs, tokenizer, 10_000)
-    if not all(any(k is c for c in convs) for k in kept_):
-        raise HiddenTestFailure("clean_conversations: kept must hold the input conversations "
-                                "themselves, not copies")
+load_reference("step1_data", "hidden_checks").clean_conversations_hidden(
+    ex, load_reference("step1_data", "data_exercise"), tokenizer, dirty, lengths, too_long)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -1,5 +1,5 @@
 """Bug: only strings are checked for emptiness; None, 42 or a list pass as content."""
-EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden"]
+EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden", "clean_conversations"]
 EXPECT_MESSAGE = "non-string content accepted"
 
 

@@ -1,5 +1,5 @@
 """Bug: only "" counts as empty; "   " or "\n" pass, and blank answers get trained on."""
-EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden"]
+EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden", "clean_conversations"]
 EXPECT_MESSAGE = "whitespace-only content accepted"
 
 

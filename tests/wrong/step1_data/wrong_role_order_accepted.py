@@ -1,5 +1,5 @@
 """Bug: the role sequence is never checked: answers before questions pass as valid."""
-EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden"]
+EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden", "clean_conversations"]
 EXPECT_MESSAGE = "wrong role order accepted"
 
 

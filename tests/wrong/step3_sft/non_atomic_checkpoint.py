@@ -1,6 +1,7 @@
 """Bug: the checkpoint is written straight to its final name: a crash mid-write leaves a
 truncated "latest" checkpoint and the previous good one is gone."""
-EXPECT_LOSE = ["save_checkpoint_hidden"]
+EXPECT_LOSE = ["save_checkpoint_hidden", "save_checkpoint"]
+EXPECT_MESSAGE = "not written atomically"
 
 
 def save_checkpoint(path, model, optimizer, scheduler, step, extra=None):

@@ -1,6 +1,6 @@
 """Bug: adapter keys lack peft's "base_model.model." prefix, so PeftModel.from_pretrained loads
 nothing (it warns about missing keys and keeps B = 0: the fine-tuning is silently lost)."""
-EXPECT_LOSE = ["adapter_state_dict_hidden"]
+EXPECT_LOSE = ["adapter_state_dict_hidden", "adapter_state_dict"]
 EXPECT_MESSAGE = "base_model.model."
 
 

@@ -1,5 +1,5 @@
 """Bug: merge() does not check `merged`, so a second call adds the update a second time."""
-EXPECT_LOSE = ["merge_hidden"]
+EXPECT_LOSE = ["merge_hidden", "merge"]
 EXPECT_MESSAGE = "merging twice"
 
 

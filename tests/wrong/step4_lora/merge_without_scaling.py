@@ -1,5 +1,5 @@
 """Bug: merge() adds B @ A without the scaling, so the merged model's outputs change."""
-EXPECT_LOSE = ["merge_hidden"]
+EXPECT_LOSE = ["merge_hidden", "merge", "merge_and_unload"]
 EXPECT_MESSAGE = "merged without the scaling"
 
 

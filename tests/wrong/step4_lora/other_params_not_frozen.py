@@ -1,6 +1,6 @@
 """Bug: inject_lora wraps the targets but does not freeze the rest of the model, so embeddings,
 norms and untargeted layers all keep training."""
-EXPECT_LOSE = ["inject_lora_hidden"]
+EXPECT_LOSE = ["inject_lora_hidden", "inject_lora"]
 EXPECT_MESSAGE = "not frozen"
 
 

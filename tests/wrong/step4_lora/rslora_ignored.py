@@ -1,5 +1,5 @@
 """Bug: use_rslora is ignored, so rank-stabilised LoRA scales by alpha / r, not alpha / sqrt(r)."""
-EXPECT_LOSE = ["lora_linear_init_hidden"]
+EXPECT_LOSE = ["lora_linear_init_hidden", "lora_linear_init"]
 EXPECT_MESSAGE = "rsLoRA scaling"
 
 

@@ -1,5 +1,5 @@
 """Bug: merge_and_unload puts the base layers back without merging: the fine-tuning is lost."""
-EXPECT_LOSE = ["merge_and_unload_hidden"]
+EXPECT_LOSE = ["merge_and_unload_hidden", "merge_and_unload"]
 EXPECT_MESSAGE = "without merging"
 
 

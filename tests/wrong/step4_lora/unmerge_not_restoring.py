@@ -1,5 +1,5 @@
 """Bug: unmerge() only clears the flag; the update stays in W and the LoRA path adds it again."""
-EXPECT_LOSE = ["unmerge_hidden"]
+EXPECT_LOSE = ["unmerge_hidden", "unmerge"]
 EXPECT_MESSAGE = "unmerge does not restore the base weight"
 
 

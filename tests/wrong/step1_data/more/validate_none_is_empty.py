@@ -1,5 +1,5 @@
 """Bug: None content is reported as empty instead of non-string."""
-EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden"]
+EXPECT_LOSE = ["validate_conversation", "validate_conversation_hidden", "clean_conversations"]
 
 _reference_validate_conversation = validate_conversation
 
