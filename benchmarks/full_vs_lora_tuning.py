@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
         METHODS.pop(m)
     torch.set_num_threads(args.threads)
     device = pick_device("cpu")
-    base = default_config(device, **{"n_test": args.n_test, "ranks": (), **(SMOKE if args.smoke else {})})
+    base = default_config(device, **{"n_test": args.n_test, "ranks": (),
+                                     **(SMOKE if args.smoke else {})})
     if args.smoke:
         args.n_val, args.seeds = 4, args.seeds[:1]
         GRID["full"], GRID["lora"] = GRID["full"][:2], GRID["lora"][:2]

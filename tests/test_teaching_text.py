@@ -209,3 +209,75 @@ def test_run_times_in_the_text_come_from_the_results():
     step3 = _flat((REPO_ROOT / "solutions" / "step3_sft" / "tutorial.py").read_text())
     assert (f"**{run['sft_exact_match'] * 100:.1f} %** held-out exact match in "
             f"{run['train_minutes']:.1f} minutes") in step3
+
+
+def test_step2_double_shift_table_shows_two_different_targets():
+    """Step 2's table of what a double shift asks: position by position, the label shifted by
+    hand is the label as built one position later, so the two columns differ in every row (the
+    bug this replaces zipped two lists by index and printed the same column twice)."""
+    import torch
+
+    from course.data import IGNORE_INDEX, tokenize_for_sft
+    from course.grading import load_reference
+    from course.models import load_tokenizer
+
+    source = (REPO_ROOT / "solutions" / "step2_masking" / "tutorial.py").read_text()
+    cell = next(c for c in source.split("\n# %%") if "shifted by hand: predict" in c
+                and "Table(" in c)
+    shown = {}
+
+    def table(rows, header, width=None):
+        shown["rows"], shown["header"] = rows, header
+    from course.checks import step2_masking as checks
+    namespace = {"tokenize_for_sft": tokenize_for_sft, "single": checks.ONE_EXCHANGE,
+                 "tokenizer": load_tokenizer(), "torch": torch, "IGNORE_INDEX": IGNORE_INDEX,
+                 "ex": load_reference("step2_masking", "masking_exercise"), "Table": table}
+    exec(compile(cell.split("\n", 1)[1], "<double shift cell>", "exec"), namespace)  # noqa: S102
+    rows = shown["rows"]
+    assert len(rows) >= 3 and all(built != shifted for _, built, shifted in rows)
+    for (_, _, shifted), (_, built_next, _) in zip(rows, rows[1:]):
+        assert shifted == built_next  # the target after the next one
+
+
+def test_step2_labels_check_says_whether_the_library_time_was_measured(tmp_path, monkeypatch,
+                                                                      capsys):
+    """The labels check times the learner's labels now; the library way's time is printed only
+    when it was measured now, never a cached figure next to a fresh one."""
+    from course.checks import step2_masking as checks
+    from course.data import load_split
+    from course.grading import load_reference
+    from course.models import load_tokenizer
+
+    monkeypatch.setattr(checks, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(checks, "_ENCODINGS", {})
+    ex = load_reference("step2_masking", "masking_exercise")
+    rows = load_split("train").select(range(20))
+    tok = load_tokenizer()
+    checks.check_labels_all(ex, tok, rows)
+    first = capsys.readouterr().out
+    checks.check_labels_all(ex, tok, rows)
+    second = capsys.readouterr().out
+    assert "measured now" in first and "the library way" in first and "not timed" not in first
+    assert "not timed" in second and "read from build/cache/" in second
+
+
+def test_plots_are_readable():
+    """Share axes scaled to their data and labelled in percent; parameter axes without
+    scientific notation; the masking figure's legends use the bars' names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from course import plots
+
+    fig = plots.rank_sweep([1, 4, 8, 32], [9728, 38912, 77824, 311296], [0.04, 0.26, 0.255, 0.475],
+                           [1.1, 0.87, 0.78, 0.71], full=(1312896, 0.31, 0.34))
+    em = fig.axes[0]
+    assert em.get_ylim()[1] < 0.7  # not 0-100 % for bars below 50 %
+    labels = [em.xaxis.get_major_formatter()(x, 0) for x in (77824, 1312896)]
+    assert labels == ["77.8K", "1.31M"]
+    assert em.yaxis.get_major_formatter()(0.25, 0) == "25%"
+    res = _results("masking_ablation.json")
+    fig = plots.masking_ablation(res)
+    bars = {t.get_text() for t in fig.axes[0].get_xticklabels()}
+    legend = {t.get_text() for t in fig.axes[-1].get_legend().get_texts()}
+    assert legend == bars == set(res["results"]) - {"base"}
+    assert fig.axes[0].get_ylim()[1] < 0.1  # exact match of a few percent, on a few-percent axis

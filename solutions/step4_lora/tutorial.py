@@ -497,9 +497,9 @@ Image(str(REPO_ROOT / "benchmarks" / "results" / "full_vs_lora_tuning.png"))
 #
 # - **Exact match and loss disagree.** Full fine-tuning has by far the lowest loss per answer
 #   token (0.259, against 0.807 for LoRA r = 8 and 0.726 for r = 32) but not the highest exact
-#   match: LoRA r = 32 scores 46.2 % against full fine-tuning's 43.6 %, within the spread of the
-#   seeds (40.7 %–51.8 % and 41.0 %–45.6 %). What r = 32 gains is nearly all one task, the feeling
-#   question (72 % against 12 %), answered with one word picked out of the story. The loss weighs
+#   match: LoRA r = 32 scores 46.2 % against full fine-tuning's 43.6 %, within the spread of
+#   the seeds (40.7 %–51.8 % and 41.0 %–45.6 %). What r = 32 gains is nearly all one task, the
+#   feeling question (72 % against 12 %), answered with one word picked out of the story. The loss weighs
 #   every answer token, and most of them are in the long answers (story openings, summaries),
 #   which full fine-tuning models best; exact match counts conversations, and short answers that
 #   hinge on one word decide it. Read both, and read them per task.
