@@ -24,9 +24,9 @@ Two data regimes (`Budget.prompt_noise`):
     python -m benchmarks.masking_ablation --steps 20 --eval-limit 32   # quicker
 
 The command line writes benchmarks/results/masking_ablation.json and .png. Labels come from
-the library way (`course.data.tokenize_for_sft`, the chat template's assistant mask), not from the exercise
-module, so the notebook can run this before the TODOs are done. A plain PyTorch loop: no
-Trainer, nothing from step 3.
+the library way (`course.data.tokenize_for_sft`, the chat template's assistant mask), not from
+the exercise module, so the notebook can run this before the TODOs are done. A plain PyTorch
+loop: no Trainer, nothing from step 3.
 """
 from __future__ import annotations
 
