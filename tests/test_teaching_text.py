@@ -281,3 +281,15 @@ def test_plots_are_readable():
     legend = {t.get_text() for t in fig.axes[-1].get_legend().get_texts()}
     assert legend == bars == set(res["results"]) - {"base"}
     assert fig.axes[0].get_ylim()[1] < 0.1  # exact match of a few percent, on a few-percent axis
+
+
+def test_one_learning_rate_statement_in_index_and_step_4():
+    """The landing page and step 4 give full fine-tuning's and LoRA's rates the same way, and
+    step 4 names the source."""
+    index = "".join("".join(c["source"]) for c in
+                    json.loads((REPO_ROOT / "index.ipynb").read_text())["cells"])
+    step4 = _flat((REPO_ROOT / "solutions" / "step4_lora" / "tutorial.py").read_text())
+    for text in (index, step4):
+        assert "about 1e-5" in text and "5e-6 to 2e-5" in text and "1e-4" in text
+        assert "about ten times" in text.replace("ten times more", "ten times")
+    assert "LoRA Without Regret" in step4
