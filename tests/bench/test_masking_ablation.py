@@ -1,7 +1,7 @@
 """Step 2's experiment (course/masking_ablation.py): the three label variants, the noisy-prompt
 regime, the per-token loss split, and a tiny run of the CLI (benchmarks/masking_ablation.py) that
 writes the JSON and the plot. The real figures come from `make bench-masking`
-(benchmarks/results/masking_ablation*.json; tests/test_quoted_figures.py checks the text quoting
+(benchmarks/results/masking_ablation*.json; tests/text/test_teaching_text.py checks the text quoting
 them)."""
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Step 3's gradient rule under DistributedDataParallel, on CPU processes (gloo).
 
-    torchrun --standalone --nproc_per_node 2 tests/step3_ddp_worker.py OUT.json
+    torchrun --standalone --nproc_per_node 2 tests/library/step3_ddp_worker.py OUT.json
 
 The course loop divides each micro-batch's summed loss S_i by the *global* supervised-token count
 N (summed over processes) and needs the *sum* of the processes' gradients. DDP averages them, so
 each process multiplies its loss by world_size. Rank 0 writes the DDP gradients and, from a fresh
 copy of the same weights, the single-process gradients of the whole batch (the same rule with
-one process). Used by tests/test_step3_ddp.py; not collected by pytest.
+one process). Used by tests/library/test_step3_ddp.py; not collected by pytest.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def _files(patterns):
 def test_no_internal_tracker_or_source_references(kind):
     hits = []
     for path in _files(LEARNER_FACING if kind == "learner-facing" else CODE):
-        if path == REPO_ROOT / "tests" / "test_teaching_text.py":
+        if path == REPO_ROOT / "tests" / "text" / "test_teaching_text.py":
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if INTERNAL.search(line):

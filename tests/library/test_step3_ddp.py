@@ -2,7 +2,7 @@
 summed loss by the global supervised-token count and needs the *sum* of the processes'
 gradients; DDP *averages* them, so under DDP the loss is multiplied by world_size. Two CPU
 processes (gloo, torchrun) wrapped in DDP then give the single-process gradients of the whole
-batch (tests/step3_ddp_worker.py). About 20 s."""
+batch (tests/library/step3_ddp_worker.py). About 20 s."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import torch
 
 from course import REPO_ROOT
 
-WORKER = REPO_ROOT / "tests" / "step3_ddp_worker.py"
+WORKER = REPO_ROOT / "tests" / "library" / "step3_ddp_worker.py"
 
 
 @pytest.fixture(scope="module")
