@@ -1,13 +1,14 @@
 """Full fine-tuning vs LoRA on the embedded model (and a LoRA rank sweep): `make bench-lora`.
 
-    python -m benchmarks.full_vs_lora                 # CPU: ~4 min on 2 cores; CUDA if present
+    python -m benchmarks.full_vs_lora                 # CPU: ~3 min on 2 idle cores; CUDA if present
     python -m benchmarks.full_vs_lora --steps 200 --ranks 4 16 --out /tmp/x
     python -m benchmarks.full_vs_lora --smoke --out /tmp/x   # seconds, for the tests
 
 Runs course.full_vs_lora.compare with the answer keys (solutions/step4_lora/lora_exercise.py, and
 step 2's labels and collator and step 3's training loop from solutions/step2_masking and
 solutions/step3_sft) and writes benchmarks/results/full_vs_lora_<cpu|cuda>.json and
-three PNGs (loss curves, rank sweep, costs). Rerun it whenever the base model changes.
+four PNGs (loss curves, quality and forgetting, rank sweep, costs), each method at its tuned
+learning rate (course.full_vs_lora.TUNED_*). Rerun it whenever the base model changes.
 """
 from __future__ import annotations
 
