@@ -443,14 +443,14 @@ def markdown(result: dict[str, Any]) -> str:
                      "when one is present (`--smoke` tests the code path on CPU).")
     lines += ["", "## Notes", "",
               "- course_packed trains on exactly the conversations course_padded trains on, "
-              "step by step (same loss, tests/test_packing.py); only the padding differs.",
+              "step by step (same loss, tests/library/test_packing.py); only the padding differs.",
               "- trl_sft_packed is TRL's padding-free packing: one flattened row per batch whose "
               "boundaries come from position_ids. It is built for flash attention's varlen "
               "kernel; with sdpa on a CPU, transformers builds a block-diagonal mask over the "
               "whole flattened row, so attention costs grow with the square of the whole batch.",
               "- Sparse logits: step 3's token_loss_sum computes the output layer only at "
               "supervised positions (same loss and gradients as logits everywhere, "
-              "tests/test_packing.py); course_padded_full_logits is the same loop computing "
+              "tests/library/test_packing.py); course_padded_full_logits is the same loop computing "
               "logits everywhere, as the Trainer does. The output layer (128 -> 4096) is the "
               "embedded model's largest matmul and only ~1 position in 9 is supervised.",
               "- TRL's SFTTrainer also computes `entropy` and `mean_token_accuracy` from the full "

@@ -16,7 +16,7 @@ every pad position still goes through every layer. Two cures:
    - the loss: the first label of every conversation is IGNORE_INDEX, otherwise the last token
      of conversation 1 is trained to predict the first token of conversation 2.
    Then the packed batch gives the same summed loss and the same gradients as the conversations
-   one by one (tests/test_packing.py proves it, and that each leak breaks it).
+   one by one (tests/library/test_packing.py proves it, and that each leak breaks it).
 
    How the boundary reaches attention depends on the implementation (`attention=`):
    - "block_mask" (sdpa, eager): `attention_mask` is a 4D additive float mask (B, 1, L, L),

@@ -13,7 +13,7 @@ learners get the *Assignments* tab and *Validate*; everyone shares nbgrader's ex
 | `python.py` | the interpreter users' servers run (a copy when .venv's is in a private folder) |
 | `run.py` | `python -m course.hub.run`: prepare everything, start JupyterHub, stop it cleanly |
 
-How learners are kept apart on one machine (tests/test_hub.py checks each point with a
+How learners are kept apart on one machine (tests/lab/test_hub.py checks each point with a
 learner's own account, except feedback names, which are nbgrader's design):
 - each account's home is mode 0700 and owned by it: no other learner can list or read it;
 - the repository's `solutions/`, `build/` and `.git/` are mode 0700 (root): learners import the

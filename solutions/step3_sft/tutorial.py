@@ -389,7 +389,7 @@ if not is_grading():
 # Then the summed loss and the gradients are those of the unpacked batch, and the loop needs no
 # change: `course.packing.PackedCollator` is just another `collate` for `ex.train`. (On a GPU
 # with flash attention, the varlen kernel takes the boundaries directly and needs no mask at all;
-# `course/packing.py` explains the three routes, `tests/test_packing.py` proves each.)
+# `course/packing.py` explains the three routes, `tests/library/test_packing.py` proves each.)
 #
 # The given `token_loss_sum` (in `sft_exercise.py`) already saves the other big waste: it
 # computes the output layer (128 → 4,096) only at the ~1 in 9 positions the loss scores.

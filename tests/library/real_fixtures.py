@@ -7,7 +7,7 @@ import functools
 import json
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TEMPLATES = FIXTURES / "templates"
 QWEN_DIR = TEMPLATES / "qwen2.5"
 LLAMAFACTORY = FIXTURES / "data" / "llamafactory"

@@ -1,10 +1,10 @@
 """Run a few steps of the reference SFT loop and write what happened as JSON (rank 0).
 
-    python tests/step3_distributed_worker.py OUT.json                       # one process
-    torchrun --standalone --nproc_per_node 2 tests/step3_distributed_worker.py OUT.json
+    python tests/library/step3_distributed_worker.py OUT.json                       # one process
+    torchrun --standalone --nproc_per_node 2 tests/library/step3_distributed_worker.py OUT.json
 
 Env WORKER_BATCH: sequences per micro-batch per process (8 for one process, 4 for two: the same
-global batch). Used by tests/test_step3_library.py; not collected by pytest.
+global batch). Used by tests/library/test_step3_library.py; not collected by pytest.
 """
 from __future__ import annotations
 

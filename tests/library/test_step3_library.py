@@ -41,7 +41,7 @@ LOSS_TOL = 1e-5      # relative, per-step loss and gradient norm vs the HF Train
 WEIGHT_TOL = 1e-5    # absolute, weights after the run vs the HF Trainer
 GRAD_TOL = 1e-5      # absolute, accumulated vs full-batch gradient
 DIST_TOL = 1e-4      # relative, 2 processes vs 1 (different padding and reduction order)
-WORKER = REPO_ROOT / "tests" / "step3_distributed_worker.py"
+WORKER = REPO_ROOT / "tests" / "library" / "step3_distributed_worker.py"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
