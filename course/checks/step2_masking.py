@@ -275,11 +275,20 @@ def check_labels_all(ex: ModuleType, tokenizer, dataset) -> None:
     every = GRADING_SAMPLE if is_grading() else 1
     if every > 1:
         dataset = dataset.select(range(0, len(dataset), every))
+    from datasets.utils import logging as datasets_logging
+    bar_was_on = datasets_logging.is_progress_bar_enabled()
+    if not is_grading():  # a progress bar with an estimate: this map takes seconds to minutes
+        datasets_logging.enable_progress_bar()
     start = time.perf_counter()
-    hand = dataset.map(ex.labels_for_batch, batched=True, with_indices=True,
-                       fn_kwargs={"tokenizer": tokenizer}, remove_columns=dataset.column_names,
-                       keep_in_memory=True, load_from_cache_file=False,
-                       new_fingerprint=f"step2-hand-{time.time_ns()}")  # no hashing of fn
+    try:
+        hand = dataset.map(ex.labels_for_batch, batched=True, with_indices=True,
+                           fn_kwargs={"tokenizer": tokenizer},
+                           remove_columns=dataset.column_names, keep_in_memory=True,
+                           load_from_cache_file=False, desc="your labels_for_batch",
+                           new_fingerprint=f"step2-hand-{time.time_ns()}")  # no hashing of fn
+    finally:
+        if not bar_was_on:
+            datasets_logging.disable_progress_bar()
     hand_s = time.perf_counter() - start
     start = time.perf_counter()
     info: dict = {}
