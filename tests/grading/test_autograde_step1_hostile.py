@@ -48,7 +48,9 @@ def test_loop_ignoring_interrupts_kills_the_kernel_not_the_batch(batch):
     r = batch.results["hostile-ignores_interrupt"]
     assert r.status == "unresponsive", r.notes
     assert r.tests["validate_conversation_hidden"][0] == 2      # before the loop: graded
-    assert r.tests["clean_conversations_hidden"][0] == 0         # after it: not run
+    # after it, only what needs the looping cell is lost: the trusted verdicts score the hidden
+    # tests in the grader's own process, whatever became of the kernel
+    assert lost_tests(r) == {"max_tokens", "clean_conversations"}, lost_tests(r)
 
 
 def test_kernel_death_keeps_earlier_points(batch):
