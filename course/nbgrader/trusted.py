@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -143,8 +144,11 @@ class TrustedGrader:
         self.notebook = InProcessNotebook(step)
         self.namespace = self.notebook.namespace
         self.bindings = set(self.notebook.bindings)
-        self.learner_names = learner_functions(step, self.module_files[0])
         self.reference = load_reference(step, self.module)
+        # configuration classes (dataclasses, also by inheritance) stay the course's copy
+        self.learner_names = {
+            name: is_config or dataclasses.is_dataclass(getattr(self.reference, name, None))
+            for name, is_config in learner_functions(step, self.module_files[0]).items()}
         self.cells = self._cells()
         # the notebook's own solution cells (values the learner chooses), by grade_id
         self.solution_ids = [gid for gid, kind, _ in self.cells if kind == "solution"]
@@ -272,9 +276,13 @@ class _Session:
                       if n in self.grader.namespace and _plain(self.grader.namespace[n])}
             try:
                 got = self.worker.exec_cell(code, f"<cell {gid}>", inputs, names)
-            except (WorkerTimeout, WorkerError):
+            except (WorkerTimeout, WorkerError) as err:
                 self.start()
                 got = {}
+                why = (f"ran past the time limit of {self.timeout:g} s"
+                       if isinstance(err, WorkerTimeout) else f"stopped the process ({err})")
+                for n in names:
+                    self.unset[n] = f"the cell '{gid}' {why}, so {n} is not set"
             except Exception as err:  # noqa: BLE001 - the learner's cell raised
                 got = {}
                 for n in names:
@@ -417,8 +425,8 @@ def _plain(value: Any) -> bool:
 @contextlib.contextmanager
 def _shared_tempdirs(folder: Path):
     """Temporary folders the test code makes (a checkpoint's folder, say) are made inside the
-    worker's writable folder and open to it, so the learner's code can write where the test
-    tells it to, and the test can read it back."""
+    worker's writable folder and open to it (as are the files the test writes), so the learner's
+    code can write where the test tells it to, and the test can read it back."""
     folder.mkdir(exist_ok=True)
     os.chmod(folder, 0o777)
     make = tempfile.mkdtemp
@@ -429,10 +437,12 @@ def _shared_tempdirs(folder: Path):
         return path
 
     tempfile.mkdtemp = mkdtemp
+    umask = os.umask(0)   # what the test writes there, the learner's code may overwrite
     try:
         yield
     finally:
         tempfile.mkdtemp = make
+        os.umask(umask)
 
 
 @contextlib.contextmanager
@@ -452,7 +462,6 @@ def _grading_env():
 # in place by the learner's classes): their kernel's outputs are scored, as nbgrader does, with the
 # kernel jailed and the course checked for writes (see docs/GRADING.md, "Trust").
 KERNEL_SCORED: dict[str, str] = {
-    "step3_sft": "optimizer and scheduler state changed by the learner's train_step",
     "step4_lora": "models changed in place by the learner's LoRALinear",
 }
 

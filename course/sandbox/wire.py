@@ -85,10 +85,9 @@ def encode(value: Any, register: Callable[[Any], tuple], token_of: Callable[[Any
         return ("v", value)
     if t is complex:
         return ("c", value.real, value.imag)
-    if t in (torch.Tensor, torch.nn.Parameter, list, dict):
-        token = token_of(value)
-        if token is not None:
-            return ("R", token)
+    token = token_of(value)     # something the grader sent: answered by reference
+    if token is not None:
+        return ("R", token)
 
     def inner(v: Any) -> tuple:
         return encode(v, register, token_of, depth + 1, graph)

@@ -28,9 +28,9 @@ from it and then the learner version in step4_lora/. Instructor-only: never rele
 # before every cell: save the file and re-run the cell.
 #
 # **Checks:** each TODO has a check cell (✓ what passed, ✗ the classic mistake it looks like).
-# Hidden tests run when your work is graded (`make grade STEP=step4_lora`). Steps 2 and 3 come in
-# as reference copies (`masking_reference.py`, `sft_reference.py`), so this step works even if
-# you skipped them.
+# Hidden tests run when your work is graded (`make grade STEP=step4_lora`). What steps 2 and 3
+# built comes from the course's library (`course/`) and the answer key, so this step works even
+# if you skipped them.
 
 # %% setup
 from course.notebook import setup

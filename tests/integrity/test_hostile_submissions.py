@@ -89,19 +89,19 @@ def test_verdicts_ignore_what_the_kernel_printed(batch):
     assert all(any(o.get("output_type") == "error" for o in c.outputs) for c in tests)
 
 
-def test_self_grading_holds_and_prints_the_reason_next_to_each_zero(tmp_path, capsys):
+def test_self_grading_holds_and_prints_the_reason_next_to_each_zero(batch, tmp_path, capsys):
     from course.nbgrader import grade as self_grade
 
     folder = tmp_path / "mine"
     attack = next(a for a in ATTACKS if a.name == "ast-transformer")
-    solved = solved_notebook(tmp_path / "scratch", STEP)
+    solved = solved_notebook(batch[0].root, STEP)
     write_submission(folder, solved, {MODULE: hostile_module(attack, _blank(),
                                                              reference_module(STEP, MODULE))})
     with environment(**LIMITS):
         code = self_grade.main([STEP, "--from", str(folder), "--root", str(tmp_path / "root")])
     out = capsys.readouterr().out
     assert code == 0
-    assert f"total: 0 / " in out, out
+    assert "total: 0 / " in out, out
     rows = [line for line in out.splitlines() if line.startswith(("check_", "labels_", "masked_",
                                                                   "truncate_", "collate"))]
     assert rows and all("TODO not done" in line for line in rows), out
