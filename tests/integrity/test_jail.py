@@ -1,0 +1,81 @@
+"""The jail learner code runs in (course/sandbox/jail.py), checked directly: what it hides,
+what it keeps writable, what a kernel-scored step may read, and that nothing outlives it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from course import REPO_ROOT
+from course.sandbox.jail import isolation, jailed_command
+
+pytestmark = pytest.mark.skipif(isolation() == "none", reason="no namespaces on this machine")
+
+
+def run_jailed(code: str, **kw) -> subprocess.CompletedProcess:
+    cmd = jailed_command([sys.executable, "-c", textwrap.dedent(code)], **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_answer_key_is_hidden_and_the_course_read_only(tmp_path):
+    result = run_jailed(f"""
+        import os, pathlib
+        print(sorted(os.listdir({str(REPO_ROOT / 'solutions')!r})))
+        for target in [{str(REPO_ROOT / 'course' / 'x.txt')!r}, {str(tmp_path / 'ok.txt')!r}]:
+            try:
+                pathlib.Path(target).write_text("x")
+                print("wrote", target)
+            except OSError as err:
+                print("refused", type(err).__name__)
+        """, writable=[tmp_path])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[]"                      # solutions/ is an empty mount
+    assert lines[1].startswith("refused")        # the course cannot be changed
+    assert lines[2] == f"wrote {tmp_path / 'ok.txt'}"
+    assert not (REPO_ROOT / "course" / "x.txt").exists()
+
+
+def test_a_revealed_answer_key_folder_is_readable_but_not_writable(tmp_path):
+    revealed = REPO_ROOT / "solutions" / "step4_lora"
+    result = run_jailed(f"""
+        import os, pathlib
+        print(sorted(os.listdir({str(REPO_ROOT / 'solutions')!r})))
+        print("hidden_checks.py" in os.listdir({str(revealed)!r}))
+        try:
+            pathlib.Path({str(revealed / 'planted.py')!r}).write_text("x")
+            print("wrote")
+        except OSError:
+            print("refused")
+        """, writable=[tmp_path], reveal=[revealed])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["['step4_lora']", "True", "refused"]
+    assert not (revealed / "planted.py").exists()
+
+
+def test_a_background_process_ends_with_the_jail(tmp_path):
+    marker = tmp_path / "still-alive"
+    result = run_jailed(f"""
+        import os, time
+        if os.fork() == 0:
+            time.sleep(3)
+            open({str(marker)!r}, "w").write("x")
+            os._exit(0)
+        print("parent done")
+        """, writable=[tmp_path])
+    assert result.stdout.strip() == "parent done", result.stderr
+    import time
+    time.sleep(4)
+    assert not marker.exists()
+
+
+def test_tmp_is_private(tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    result = run_jailed(f"""
+        import os
+        print(os.path.exists({str(outside)!r}))
+        """, writable=[tmp_path])
+    assert result.stdout.strip() == "False", result.stderr
