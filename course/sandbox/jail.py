@@ -10,8 +10,8 @@ returns a command that, on Linux, starts the given one in new mount and process 
 - `solutions/` (and COURSE_SOLUTIONS), and in an nbgrader course root the gradebook, the
   instructor's `source/` and every learner's `submitted/`, `autograded/` and `feedback/`
   folders are hidden behind empty mounts, except the writable folders of this run;
-- /tmp is a private, empty tmpfs; the files named in `keep` (a kernel's connection file) are
-  copied into it at the same path;
+- /tmp is a private, empty tmpfs (an interpreter installed under /tmp stays, read-only); the
+  files named in `keep` (a kernel's connection file) are copied into it at the same path;
 - it is the first process of its own PID namespace: when it exits, every process it started
   (a background fork included) is killed;
 - run as root, it drops to the unprivileged user `nobody`, so the rest of the file system is
@@ -103,7 +103,7 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of jailed code: only what Python, torch and transformers need, so
     learner code cannot read the grader's settings (tokens, paths of other submissions)."""
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONHASHSEED", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VIRTUAL_ENV")
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
@@ -145,9 +145,18 @@ def _enter(mode: str, writable: list[str], keep: list[str], hide: list[str],
         _mount("--no-canonicalize", "--bind", f"/proc/self/fd/{fd}", str(target), fds=[fd])
         _mount("-o", "remount,bind,ro", str(target))
         os.close(fd)
-    for private in ("/tmp", "/dev/shm"):
-        if Path(private).is_dir():
-            _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", private)
+    private = [Path(p) for p in ("/tmp", "/dev/shm") if Path(p).is_dir()]
+    # Python itself may live in /tmp (a JupyterHub test's copy): keep it, read-only.
+    interpreter = {str(p): os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in
+                   {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+                   if any(p.is_relative_to(d) for d in private)}
+    for folder in private:
+        _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", str(folder))
+    for folder, fd in interpreter.items():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        _mount("--no-canonicalize", "--bind", f"/proc/self/fd/{fd}", folder, fds=[fd])
+        _mount("-o", "remount,bind,ro", folder)
+        os.close(fd)
     for folder, fd in zip(writable, held):
         target = Path(folder)
         if not target.is_dir():  # its parent is hidden now: recreate the path on the empty mount

@@ -79,3 +79,17 @@ def test_tmp_is_private(tmp_path):
         print(os.path.exists({str(outside)!r}))
         """, writable=[tmp_path])
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_an_interpreter_under_tmp_still_runs_in_the_jail(tmp_path):
+    """A JupyterHub's users may run a Python copied under /tmp: the jail's private /tmp keeps it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    script = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+              "import subprocess; from course.sandbox.jail import jailed_command; "
+              "r = subprocess.run(jailed_command([sys.executable, '-c', 'print(42)']), "
+              "capture_output=True, text=True); print(r.stdout.strip(), r.returncode)")
+    result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split() == ["42", "0"], result.stderr
