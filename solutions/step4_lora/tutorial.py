@@ -22,7 +22,7 @@ from it and then the learner version in step4_lora/. Instructor-only: never rele
 # - run full fine-tuning and LoRA on the same batches and compare quality, memory, checkpoint
 #   size and speed, then sweep the rank.
 #
-# **Time:** 90–120 minutes. The comparison of section 7 took 2.4 min on 2 CPU cores in the
+# **Time:** 90–120 minutes. The comparison of section 7 took 2.3 min on 2 CPU cores in the
 # course's run (it shows progress bars; `SMALL = True` there trains half the steps).
 # **You edit:** `lora_exercise.py` (13 TODOs) and one cell below. The notebook reloads the module
 # before every cell: save the file and re-run the cell.
@@ -528,7 +528,7 @@ fig = full_vs_lora_figures(result, ["curves"])["curves"] if result else None
 # checkpoint shrink by the same factor; its memory shrinks much less, because the frozen weights
 # and the activations are still there, and at this size the activations are nearly all of it.
 # The step time does not shrink at all here: in the committed CPU run LoRA's median step took
-# 210 ms against full fine-tuning's 177 ms. LoRA saves the gradients of the frozen weight
+# 151 ms against full fine-tuning's 138 ms. LoRA saves the gradients of the frozen weight
 # matrices, but adds two small matmuls (A, then B) and an add to every adapted layer, forward
 # and backward, and the backward pass still runs through every layer. With 128-wide layers each
 # of those operations is tiny, and on a CPU its fixed cost per call matters as much as its

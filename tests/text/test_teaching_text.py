@@ -197,6 +197,15 @@ def test_readme_quotes_the_committed_experiments():
         "base {:.3f}, after {:.3f} / {:.3f} / {:.3f}".format(
             base["story_loss"], *(s[m]["story_loss"] for m in ("full", "r8", "r32"))),
     ]
+    comparison = _results("full_vs_lora_cpu.json")
+    full, lora = comparison["runs"][0], comparison["runs"][1]
+    quotes += [
+        f"(120 steps, {comparison['seconds'] / 60:.1f} min; full lr {sci(full['lr'])}, "
+        f"LoRA {sci(lora['lr'])})",
+        f"val loss {full['val_loss'][-1][1]:.3f} vs {lora['val_loss'][-1][1]:.3f}; exact match "
+        f"{full['exact_match']:.1%} vs {lora['exact_match']:.1%}",
+        f"step {full['step_seconds'] * 1000:.0f} vs {lora['step_seconds'] * 1000:.0f} ms",
+    ]
     missing = [q for q in quotes if q not in readme]
     assert not missing, "README disagrees with benchmarks/results:\n" + "\n".join(missing)
 
