@@ -3,6 +3,7 @@
     default_system_prompt(tokenizer)       # "You are Qwen, ..." for Qwen2.5; None for the course's
     messages = with_default_system(messages, tokenizer)   # that prompt made explicit in the data
     ids, mask = assistant_token_mask(messages, tokenizer) # 1 on the answers + their end token
+    alpaca_prompt({"instruction": ..., "input": ..., "output": ...})  # the Alpaca prompt
 
 `assistant_token_mask` works for any template. With `{% generation %}` markers it is the
 library's own mask (`apply_chat_template(..., return_assistant_tokens_mask=True)`); without them
@@ -19,6 +20,27 @@ from typing import Any
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 _PROBE_USER = "course-probe-user-7f3a"
 _PROBE_SYSTEM = "course-probe-system-7f3a"
+
+
+# The Alpaca prompt (Stanford Alpaca, 2023): a single-turn format with no chat template. Step 1
+# fills these two by hand; later steps use `alpaca_prompt` below.
+ALPACA_PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+
+def alpaca_prompt(record: dict) -> str:
+    """The Alpaca prompt of an `{instruction, input, output}` record, up to "### Response:\\n"
+    (the input section only when `input` is non-empty; the output is what the model writes)."""
+    template = ALPACA_PROMPT_WITH_INPUT if record.get("input") else ALPACA_PROMPT_NO_INPUT
+    return template.format(instruction=record["instruction"], input=record.get("input", ""))
 
 
 class TemplateError(ValueError):

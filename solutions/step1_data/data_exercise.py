@@ -9,21 +9,13 @@ its docstring is the specification that the checks and the grader hold you to.
 """
 from __future__ import annotations
 
+# The two Alpaca prompt templates, shown in the notebook (their text: course/templates.py)
+from course.templates import ALPACA_PROMPT_NO_INPUT, ALPACA_PROMPT_WITH_INPUT  # noqa: F401
+
 IM_START = "<|im_start|>"  # opens a turn; followed by the role and a newline
 IM_END = "<|im_end|>"      # closes a turn; after an assistant turn it is the "stop" signal
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 PROBLEMS = ("non_string_content", "empty_content", "wrong_role_order")
-
-ALPACA_PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further "
-    "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-ALPACA_PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
-)
 
 
 def alpaca_prompt(record: dict) -> str:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 # Given, for the notebook (course/masking_demos.py): seeing the mask, the library way.
 from course.masking_demos import (double_shift_demo, library_labels, loss_targets,  # noqa: F401
                                   normalization_example, pre_shifted, visualize_labels)
-from course.templates import has_generation_markers  # noqa: F401
+from course.templates import alpaca_prompt, has_generation_markers  # noqa: F401
 
 IGNORE_INDEX = -100        # PyTorch's cross_entropy and every HF model skip this label
 ROLES = ("system", "user", "assistant")
@@ -30,26 +30,6 @@ IM_START = "<|im_start|>"  # opens a turn: never trained (the template writes it
 IM_END = "<|im_end|>"      # closes a turn: trained after an answer, so the model learns to stop
 NORMALIZATIONS = ("token", "sequence")
 DROP_REASONS = ("no_answer", "answer_truncated")
-
-# The Alpaca template of step 1, unchanged (tests check the two agree).
-ALPACA_PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further "
-    "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-ALPACA_PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
-)
-
-
-def alpaca_prompt(record: dict) -> str:
-    """The Alpaca prompt of an `{instruction, input, output}` record (step 1's answer)."""
-    if record.get("input"):
-        return ALPACA_PROMPT_WITH_INPUT.format(instruction=record["instruction"],
-                                               input=record["input"])
-    return ALPACA_PROMPT_NO_INPUT.format(instruction=record["instruction"])
 
 
 def piece_ids(tokenizer, text: str) -> list[int]:

@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from course.checks.step4_lora import tiny_qwen
 from course.grading import HiddenReport, compare_with_reference, patched, short
 from course.lora_io import dropout_p
 
@@ -153,15 +154,6 @@ def _shell(ex: ModuleType, ref: ModuleType, case: dict, seed: int = 0) -> nn.Mod
 def _input(case: dict, seed: int, shape: tuple[int, ...] = (3, 5)) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, case["d_in"], generator=g).to(case.get("dtype", torch.float32))
-
-
-def _tiny_qwen(tied: bool = True, seed: int = 0) -> nn.Module:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    torch.manual_seed(seed)
-    config = Qwen2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, vocab_size=64,
-                         max_position_embeddings=64, tie_word_embeddings=tied)
-    return Qwen2ForCausalLM(config).eval()
 
 
 class _Nested(nn.Module):
@@ -520,14 +512,14 @@ def matches_target_hidden(ex: ModuleType, ref: ModuleType) -> None:
 
 def _target_cases() -> list[tuple[str, Callable[[], nn.Module], object]]:
     return [
-        ("all-linear (tied head)", _tiny_qwen, "all-linear"),
-        ("all-linear (untied head)", lambda: _tiny_qwen(tied=False), "all-linear"),
-        ("ALL-LINEAR in capitals", _tiny_qwen, "ALL-LINEAR"),
+        ("all-linear (tied head)", tiny_qwen, "all-linear"),
+        ("all-linear (untied head)", lambda: tiny_qwen(tied=False), "all-linear"),
+        ("ALL-LINEAR in capitals", tiny_qwen, "ALL-LINEAR"),
         ("all-linear (no output embeddings)", _Nested, "all-linear"),
-        ("two short names", _tiny_qwen, ["q_proj", "v_proj"]),
-        ("dotted and short names", _tiny_qwen, ["self_attn.o_proj", "down_proj"]),
-        ("one full name", _tiny_qwen, ["model.layers.1.mlp.up_proj"]),
-        ("the output head by name", _tiny_qwen, ["lm_head"]),
+        ("two short names", tiny_qwen, ["q_proj", "v_proj"]),
+        ("dotted and short names", tiny_qwen, ["self_attn.o_proj", "down_proj"]),
+        ("one full name", tiny_qwen, ["model.layers.1.mlp.up_proj"]),
+        ("the output head by name", tiny_qwen, ["lm_head"]),
         ("nested names", _Nested, ["proj", "decoder.0", "head"]),
         ("index as a name", _Nested, ["2"]),
     ]
@@ -549,10 +541,10 @@ def find_target_modules_hidden(ex: ModuleType, ref: ModuleType) -> None:
                               f"targets {targets!r}: got {short(list(got), 300)}, "
                               f"expected {short(expected, 300)}")
         for label, make, targets, error, named in (
-                ("a target that is not an nn.Linear", _tiny_qwen, ["mlp"], TypeError,
+                ("a target that is not an nn.Linear", tiny_qwen, ["mlp"], TypeError,
                  "model.layers.0.mlp"),
                 ("a LayerNorm target", _Nested, ["norm"], TypeError, "encoder.norm"),
-                ("a target that matches nothing", _tiny_qwen, ["q_proj", "qproj"], ValueError,
+                ("a target that matches nothing", tiny_qwen, ["q_proj", "qproj"], ValueError,
                  "qproj")):
             with report.case(label):
                 try:
@@ -571,8 +563,8 @@ def inject_lora_hidden(ex: ModuleType, ref: ModuleType) -> None:
     settings passed on, only A and B trainable, the same outputs at init, returns the model."""
     report = HiddenReport("inject_lora")
     cases = [
-        ("all-linear", _tiny_qwen, "all-linear", dict(r=4, alpha=8.0)),
-        ("two targets with rsLoRA and dropout", lambda: _tiny_qwen(tied=False),
+        ("all-linear", tiny_qwen, "all-linear", dict(r=4, alpha=8.0)),
+        ("two targets with rsLoRA and dropout", lambda: tiny_qwen(tied=False),
          ["q_proj", "v_proj"], dict(r=2, alpha=16.0, dropout=0.1, use_rslora=True)),
         ("nested model with gaussian init", _Nested, ["proj", "head"],
          dict(r=1, alpha=3.0, init="gaussian")),
@@ -624,12 +616,12 @@ def _check_inject(report: HiddenReport, ex: ModuleType, ref: ModuleType, model: 
 def count_parameters_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """count_parameters: (trainable, total), tied or shared tensors once, buffers not counted."""
     def injected():
-        return ref.inject_lora(_tiny_qwen(), "all-linear", r=4, alpha=8)
+        return ref.inject_lora(tiny_qwen(), "all-linear", r=4, alpha=8)
 
     def frozen():
-        return _tiny_qwen(tied=False).requires_grad_(False)
+        return tiny_qwen(tied=False).requires_grad_(False)
 
-    models = [("tied embeddings", _tiny_qwen), ("untied embeddings", lambda: _tiny_qwen(False)),
+    models = [("tied embeddings", tiny_qwen), ("untied embeddings", lambda: tiny_qwen(False)),
               ("after inject_lora", injected), ("shared layer, buffer, frozen head", _shared),
               ("everything frozen", frozen)]
     compare_with_reference("count_parameters", ex.count_parameters, ref.count_parameters,
@@ -642,13 +634,13 @@ def adapter_state_dict_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report = HiddenReport("adapter_state_dict")
 
     def qwen():
-        return ref.inject_lora(_tiny_qwen(), ["q_proj", "down_proj"], r=4, alpha=8)
+        return ref.inject_lora(tiny_qwen(), ["q_proj", "down_proj"], r=4, alpha=8)
 
     def nested():
         return ref.inject_lora(_Nested(), "all-linear", r=2, alpha=4)
 
     def merged():
-        model = ref.inject_lora(_tiny_qwen(tied=False), "all-linear", r=2, alpha=4)
+        model = ref.inject_lora(tiny_qwen(tied=False), "all-linear", r=2, alpha=4)
         _randomise(ref, model, seed=1)
         next(iter(ref.lora_layers(model).values())).merge()
         return model
@@ -679,8 +671,8 @@ def merge_and_unload_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """merge_and_unload: every LoRA layer merged once and replaced by its own base_layer; the
     same outputs; the original state_dict keys; returns the model."""
     report = HiddenReport("merge_and_unload")
-    cases = [("Qwen2 all-linear", _tiny_qwen, "all-linear", False),
-             ("one layer already merged", lambda: _tiny_qwen(tied=False), ["q_proj", "up_proj"],
+    cases = [("Qwen2 all-linear", tiny_qwen, "all-linear", False),
+             ("one layer already merged", lambda: tiny_qwen(tied=False), ["q_proj", "up_proj"],
               True),
              ("nested model", _Nested, ["proj", "head"], False)]
     with patched(ex, LoRALinear=ref.LoRALinear):
