@@ -234,23 +234,43 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(proc, base, token, START_TIMEOUT)
-        if args.info_file:  # for scripts and tests: where the server is, once it answers
-            info = {"base": base, "token": token, "pid": proc.pid,
-                    "url": f"{base}{default_url}?token={token}"}
-            partial = args.info_file.with_name(args.info_file.name + ".tmp")
-            partial.write_text(json.dumps(info))
-            partial.replace(args.info_file)  # atomic: a reader never sees a half-written file
-        print(f"\n  JupyterLab for the course is running:\n\n    {base}{default_url}?token={token}"
-              f"\n\n  formgrader: {base}/formgrader?token={token}"
-              f"{'' if not problem else '  (off: ' + problem + ')'}"
-              f"\n  stop it with Ctrl-C\n", flush=True)
-        return proc.wait()
+        info = {"base": base, "token": token, "pid": proc.pid,
+                "url": f"{base}{default_url}?token={token}"}
+        banner = (f"\n  JupyterLab for the course is running:\n\n    {base}{default_url}?token="
+                  f"{token}\n\n  formgrader: {base}/formgrader?token={token}"
+                  f"{'' if not problem else '  (off: ' + problem + ')'}\n  stop it with Ctrl-C\n")
     except KeyboardInterrupt:
+        stop(proc)
         print("\nstopping JupyterLab ...", flush=True)
         return 0
-    finally:
+    except BaseException:   # it did not start: never leave it behind
         stop(proc)
+        raise
+    return serve(proc, info, args.info_file, banner, "stopping JupyterLab ...", stop)
 
+
+def write_info(path: Path | None, info: dict) -> None:
+    """`info` as JSON at `path` (for scripts and tests: where a server is, once it answers),
+    written atomically: a reader never sees a half-written file."""
+    if path:
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(info))
+        partial.replace(path)
+
+
+def serve(proc: subprocess.Popen, info: dict, info_file: Path | None, banner: str,
+          stopping: str, stopper) -> int:
+    """Write the info file, print the banner, wait for the server; on Ctrl-C or any exit, stop
+    it with `stopper(proc)`. Returns the server's exit status (0 after Ctrl-C)."""
+    try:
+        write_info(info_file, info)
+        print(banner, flush=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        print(f"\n{stopping}", flush=True)
+        return 0
+    finally:
+        stopper(proc)
 
 if __name__ == "__main__":
     sys.exit(main())

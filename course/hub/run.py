@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from course.hub.layout import HubSettings, prepare
-from course.lab import choose_port
+from course.lab import choose_port, serve
 
 DEFAULT_ROOT = "/srv/sft-course"
 START_TIMEOUT = 120  # seconds for the hub to answer
@@ -113,27 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     proc = start(s, args.log)
     base = f"{'https' if s.ssl_cert else 'http'}://{s.ip}:{s.port}"
-    try:
-        info = {"base": base, "pid": proc.pid, "root": s.root, "exchange": str(s.exchange),
-                "passwords": str(s.state / "passwords.txt"), "prepare_s": round(prepared, 1),
-                "start_s": round(time.monotonic() - t0 - prepared, 1)}
-        if args.info_file:
-            partial = args.info_file.with_name(args.info_file.name + ".tmp")
-            partial.write_text(json.dumps(info))
-            partial.replace(args.info_file)
-        print(f"\n  JupyterHub for the class is running: {base}\n"
+    info = {"base": base, "pid": proc.pid, "root": s.root, "exchange": str(s.exchange),
+            "passwords": str(s.state / "passwords.txt"), "prepare_s": round(prepared, 1),
+            "start_s": round(time.monotonic() - t0 - prepared, 1)}
+    banner = (f"\n  JupyterHub for the class is running: {base}\n"
               f"  accounts: {s.instructor} (instructor, formgrader), {', '.join(s.learners)}\n"
               f"  passwords (root only, one per account): {info['passwords']}\n"
               f"  exchange: {s.exchange}   course root: ~{s.instructor}/sft-course\n"
               f"  ready in {prepared:.0f} s (prepare) + {info['start_s']:.0f} s (start); "
-              f"stop it with Ctrl-C\n", flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
-        print("\nstopping JupyterHub and every user's server ...", flush=True)
-        return 0
-    finally:
-        stop(proc)
-
+              f"stop it with Ctrl-C\n")
+    return serve(proc, info, args.info_file, banner,
+                 "stopping JupyterHub and every user's server ...", stop)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,6 +36,21 @@ def course_root() -> Path:
     return Path(os.environ.get("COURSE_NBGRADER_ROOT") or BUILD_DIR / "course")
 
 
+def batch_arguments(description: str, argv: list[str] | None = None
+                    ) -> tuple[list[str], list[str] | None]:
+    """The command line of a batch over the course root (autograde, feedback): the steps (default:
+    every released step) and the learners (`--student`, repeatable; default: all)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("steps", nargs="*", help="default: every released step")
+    ap.add_argument("--student", action="append", help="only these learner ids (repeatable)")
+    args = ap.parse_args(argv)
+    root = course_root()
+    if not (root / "gradebook.db").exists():
+        ap.error(f"no course root at {root}: run `make release` first")
+    return args.steps or released_steps(), args.student
+
+
 def released_steps() -> list[str]:
     """Steps that have an instructor source in solutions/ (a notebook or its source)."""
     root = solutions_dir()

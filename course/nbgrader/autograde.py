@@ -21,7 +21,6 @@ The table is printed and written to <root>/reports/<step>-grades.csv.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.nbgrader import NOTEBOOK, course_root, exercise_modules, released_steps, run_nbgrader
+from course.nbgrader import NOTEBOOK, batch_arguments, course_root, exercise_modules, run_nbgrader
 from course.nbgrader.execute import KERNEL_DIED, NOT_RUN, TIMEOUT, UNRESPONSIVE
 from course.nbgrader.gradebook import (format_table, read_scores, register_learners, test_order,
                                       write_csv)
@@ -200,19 +199,13 @@ def report(root: Path, step: str, results: list[Result], seconds: float) -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("steps", nargs="*", help="default: every released step")
-    ap.add_argument("--student", action="append", help="only these learner ids (repeatable)")
-    args = ap.parse_args(argv)
+    steps, students = batch_arguments(__doc__.splitlines()[0], argv)
     root = course_root()
-    if not (root / "gradebook.db").exists():
-        ap.error(f"no course root at {root}: run `make release` first")
-    for step in args.steps or released_steps():
+    for step in steps:
         start = time.monotonic()
-        results = autograde(root, step, args.student)
+        results = autograde(root, step, students)
         report(root, step, results, time.monotonic() - start)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,13 +9,12 @@ test marker and no line of a hidden region (from the instructor source) may appe
 """
 from __future__ import annotations
 
-import argparse
 import html
 import re
 import sys
 from pathlib import Path
 
-from course.nbgrader import HIDDEN_MARKERS, NOTEBOOK, course_root, released_steps, run_nbgrader
+from course.nbgrader import HIDDEN_MARKERS, NOTEBOOK, batch_arguments, course_root, run_nbgrader
 from course.nbgrader.hooks import region_lines, text_of
 
 TAG = re.compile(r"<[^>]+>")
@@ -65,18 +64,14 @@ def generate_feedback(root: Path, step: str, students: list[str] | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("steps", nargs="*", help="default: every released step")
-    ap.add_argument("--student", action="append", help="only these learner ids (repeatable)")
-    args = ap.parse_args(argv)
+    steps, students = batch_arguments(__doc__.splitlines()[0], argv)
     root = course_root()
-    for step in args.steps or released_steps():
-        pages = generate_feedback(root, step, args.student)
+    for step in steps:
+        pages = generate_feedback(root, step, students)
         print(f"{step}: {len(pages)} feedback pages (hidden tests redacted, checked):")
         for p in pages:
             print(f"  {p}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
