@@ -206,8 +206,17 @@ def test_readme_quotes_the_committed_experiments():
         f"{full['exact_match']:.1%} vs {lora['exact_match']:.1%}",
         f"step {full['step_seconds'] * 1000:.0f} vs {lora['step_seconds'] * 1000:.0f} ms",
     ]
+    course = _results("course_time.json")
+    times = [_duration(n["wall_s"]) for n in course["notebooks"]]
+    quotes.append(f"{_duration(course['total_s'])} (step 1 {times[0]}, step 2 {times[1]}, "
+                  f"step 3 {times[2]}, step 4 {times[3]})")
     missing = [q for q in quotes if q not in readme]
     assert not missing, "README disagrees with benchmarks/results:\n" + "\n".join(missing)
+
+
+def _duration(seconds: float) -> str:
+    """How the README writes a run time: seconds under 90 s, minutes with one decimal above."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def test_run_times_in_the_text_come_from_the_results():
