@@ -6,8 +6,8 @@
 
 Each notebook runs with nbclient in a fresh kernel, in a copy of its folder under
 build/bench_course/ (same depth as solutions/<step>, so it runs as a learner runs it, and what it
-writes stays out of solutions/); nothing is written back (solution notebooks are committed
-without outputs). Prints each notebook's
+writes stays out of solutions/); the executed copy, with its outputs, stays there to be read
+(solution notebooks are committed without outputs). Prints each notebook's
 wall time, its slowest cells (where the time goes) and the total against the budget
 (10 minutes on 2 cores). Writes benchmarks/results/course_time.json.
 """
@@ -52,6 +52,7 @@ def run_notebook(path: Path, timeout: int = 1200) -> dict:
     except Exception as err:  # noqa: BLE001 - report and go on with the next notebook
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
     wall = time.perf_counter() - start
+    nbformat.write(nb, path)   # the copy under build/, with its outputs (the figures it printed)
     running = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"
                     and "iopub.execute_input" in c.get("metadata", {}).get("execution", {})
                     and "shell.execute_reply" not in c["metadata"]["execution"]), None)

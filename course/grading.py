@@ -248,6 +248,19 @@ def injected(ex: Any, module: str, **attrs: Any) -> Iterator[None]:
             setattr(target, k, v)
 
 
+def beside(ex: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` run where the learner's code in `ex` runs: here, or, when `ex`
+    lives in a grading worker (course.sandbox), in that worker. There an object `fn` returns
+    that is not plain data (a model, a layer) stays in the worker and is used here through a
+    proxy, so the learner's functions can change it in place; `fn` and the objects it changes
+    are the course's, never the reference's. What `fn` returns is the worker's answer: checks
+    compare it with what they compute here."""
+    from course.sandbox.client import remote_handle
+    if remote_handle(ex) is None:
+        return fn(*args, **kwargs)
+    return ex._worker_of().request("call", fn, args, kwargs)
+
+
 # --- seeded random data for hidden tests ---------------------------------------------------------
 WORDS = ("Tom", "Mira", "park", "ball", "found", "a", "red", "kite", "went", "to", "the",
          "happy", "Who", "is", "Ünï", "🙂", "3", "feathers", "###", "Input:", "yes", "no")

@@ -5,17 +5,23 @@
 
 Each check builds small layers or a tiny Qwen2 model, computes what the answer must be by hand
 (W x + b + B A x * alpha / r), and names the mistake a wrong result looks like.
+
+The layers and models the learner's code changes are made and changed where that code runs
+(`course.grading.beside`: here, or in the grading worker), and read back as plain values; the
+probes at the end of this file are what runs there.
 """
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from types import ModuleType
+from typing import Callable
 
 import torch
 from torch import nn
 
-from course.grading import call, fail, passed, short
+from course.grading import beside, call, fail, passed, short
 
 TOL = 1e-5
 
@@ -33,12 +39,9 @@ def _linear(d_in: int = 64, d_out: int = 48, bias: bool = True, seed: int = 0) -
 def _layer(ex: ModuleType, r: int = 8, alpha: float = 16.0, seed: int = 0, **kwargs):
     """The learner's LoRALinear over a seeded 64 -> 48 layer, with a non-zero B (as after some
     training), in eval mode."""
-    layer = call(ex.LoRALinear, _linear(seed=seed), r, alpha, what=f"LoRALinear(nn.Linear(64, "
-                 f"48), r={r}, alpha={alpha})", **kwargs)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        layer.lora_A.weight.copy_(torch.randn(layer.lora_A.weight.shape, generator=g) * 0.2)
-        layer.lora_B.weight.copy_(torch.randn(layer.lora_B.weight.shape, generator=g) * 0.2)
+    layer = call(ex.LoRALinear, beside(ex, _linear, seed=seed), r, alpha,
+                 what=f"LoRALinear(nn.Linear(64, 48), r={r}, alpha={alpha})", **kwargs)
+    beside(ex, set_lora_weights, layer, seed + 1, 0.2)
     return layer.eval()
 
 
@@ -59,6 +62,34 @@ def tiny_qwen(tied: bool = True, seed: int = 0) -> nn.Module:
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=64,
                          max_position_embeddings=64, tie_word_embeddings=tied)
     return Qwen2ForCausalLM(config).eval()
+
+
+class NestedModel(nn.Module):
+    """Names that peft's matching rules tell apart: encoder.proj vs decoder.proj_out, a Conv1d
+    and a LayerNorm, a Linear registered under two names, a buffer, no output-embedding method."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder = nn.ModuleDict({"proj": nn.Linear(8, 8), "norm": nn.LayerNorm(8)})
+        self.decoder = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 6))
+        self.decoder_proj_out = nn.Linear(6, 6)
+        self.conv = nn.Conv1d(6, 6, 1)
+        self.head = nn.Linear(6, 4)
+        self.register_buffer("steps", torch.zeros(5))
+
+    def forward(self, x):
+        h = self.decoder(self.encoder["norm"](self.encoder["proj"](x)))
+        h = self.conv(self.decoder_proj_out(h).unsqueeze(-1)).squeeze(-1)
+        return self.head(h)
+
+
+def shared_layer_model() -> nn.Module:
+    """NestedModel with one Linear under two names and a frozen head."""
+    model = NestedModel()
+    model.tied = model.encoder["proj"]  # one Linear under two names: its parameters count once
+    model.head.requires_grad_(False)
+    return model
 
 
 def _logits(model: nn.Module) -> torch.Tensor:
@@ -172,8 +203,8 @@ def check_lora_linear_forward(ex: ModuleType) -> None:
                  else None, detail=_diff(got, expected))
     passed("layer(x) = W x + b + B A x * alpha / r")
     layer = _layer(ex, dropout=0.5)
+    beside(ex, set_lora_weights, layer, 0, 0.0, b_only=True)  # B = 0: the output is the base's
     with torch.no_grad():
-        layer.lora_B.weight.zero_()  # the LoRA path adds nothing: the output must be the base's
         layer.train()
         got = call(layer, x, what="layer(x) in training mode with dropout=0.5")
         base_out = layer.base_layer(x)
@@ -194,7 +225,7 @@ def check_lora_linear_forward(ex: ModuleType) -> None:
     layer = _layer(ex)
     with torch.no_grad():
         merged_out = _by_hand(layer, x, 2.0)
-        layer.base_layer.weight += layer.lora_B.weight @ layer.lora_A.weight * 2.0
+        beside(ex, add_to_base_weight, layer, layer.lora_B.weight @ layer.lora_A.weight * 2.0)
         layer.merged = True
         got = call(layer, x, what="layer(x) with merged=True")
         if not _close(got, merged_out):
@@ -262,7 +293,7 @@ def check_unmerge(ex: ModuleType) -> None:
     with torch.no_grad():
         before = _by_hand(layer, x, 2.0)
         w0 = layer.base_layer.weight.detach().clone()
-        layer.base_layer.weight += layer.lora_B.weight @ layer.lora_A.weight * 2.0
+        beside(ex, add_to_base_weight, layer, layer.lora_B.weight @ layer.lora_A.weight * 2.0)
         layer.merged = True
         call(layer.unmerge, what="layer.unmerge()")
         if not _close(layer.base_layer.weight, w0):
@@ -330,17 +361,18 @@ def check_find_target_modules(ex: ModuleType) -> None:
 
 
 def check_inject_lora(ex: ModuleType) -> None:
-    model = tiny_qwen()
-    before = _logits(model)
+    model = beside(ex, tiny_qwen)
+    before = beside(ex, _logits, model)
     out = call(ex.inject_lora, model, ["q_proj", "v_proj"], 2, 4.0,
                what="inject_lora(model, ['q_proj', 'v_proj'], r=2, alpha=4)")
     if out is not model:
         fail("inject_lora returns the model itself (changed in place)")
-    names = [n for n, m in model.named_modules() if isinstance(m, ex.LoRALinear)]
+    view = beside(ex, describe, model, ex.LoRALinear)
+    names = view["lora"]
     expected = [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
     if names != expected:
         fail("exactly the q_proj and v_proj layers are LoRALinear", got=names, expected=expected)
-    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    trainable = view["trainable"]
     want = sorted(f"{n}.{part}.weight" for n in expected for part in ("lora_A", "lora_B"))
     if trainable != want:
         extra = [n for n in trainable if n not in want]
@@ -350,7 +382,7 @@ def check_inject_lora(ex: ModuleType) -> None:
              detail=f"{len(trainable)} tensors train, expected {len(want)} (lora_A and lora_B "
                     f"of each target)" + (f"; also training: {extra[:3]}" if extra else
                                           f"; missing: {sorted(set(want) - set(trainable))[:3]}"))
-    if not _close(_logits(model), before):
+    if not _close(beside(ex, _logits, model), before):
         fail("the model's outputs are unchanged right after injection (B = 0)")
     passed("q_proj and v_proj wrapped in place; only A and B train; outputs unchanged at init")
 
@@ -377,13 +409,13 @@ def check_count_parameters(ex: ModuleType) -> None:
 
 
 def check_adapter_state_dict(ex: ModuleType) -> None:
-    model = tiny_qwen()
+    model = beside(ex, tiny_qwen)
     call(ex.inject_lora, model, ["q_proj", "v_proj"], 2, 4.0, what="inject_lora")
-    _randomise_lora(model)
+    beside(ex, _randomise_lora, model)
     state = call(ex.adapter_state_dict, model, what="adapter_state_dict(model)")
-    expected = {f"base_model.model.{n}.{part}.weight": getattr(m, part).weight
-                for n, m in model.named_modules() if isinstance(m, ex.LoRALinear)
-                for part in ("lora_A", "lora_B")}
+    expected = {f"base_model.model.{n}.{part}.weight": weight for n, parts in
+                beside(ex, lora_weights, model, ex.LoRALinear).items()
+                for part, weight in parts.items()}
     if set(state) != set(expected):
         missing = sorted(set(expected) - set(state))
         fail("keys as peft writes them: 'base_model.model.' + module name + "
@@ -398,26 +430,27 @@ def check_adapter_state_dict(ex: ModuleType) -> None:
 
 
 def check_merge_and_unload(ex: ModuleType) -> None:
-    model = tiny_qwen()
-    keys = set(model.state_dict())
-    plain = _logits(model)
+    model = beside(ex, tiny_qwen)
+    keys = set(beside(ex, describe, model, nn.Linear)["keys"])
+    plain = beside(ex, _logits, model)
     call(ex.inject_lora, model, "all-linear", 2, 4.0, what="inject_lora(model, 'all-linear')")
-    _randomise_lora(model)
-    adapted = _logits(model)
+    beside(ex, _randomise_lora, model)
+    adapted = beside(ex, _logits, model)
     out = call(ex.merge_and_unload, model, what="merge_and_unload(model)")
     if out is not model:
         fail("merge_and_unload returns the model itself")
-    left = [n for n, m in model.named_modules() if isinstance(m, ex.LoRALinear)]
+    view = beside(ex, describe, model, ex.LoRALinear)
+    left = view["lora"]
     if left:
         fail("no LoRALinear is left: each is replaced by its base_layer", got=left[:3])
-    after = _logits(model)
+    after = beside(ex, _logits, model)
     if not _close(after, adapted, 1e-4):
         fail("the merged model gives the adapted model's outputs",
              mistake="base layers put back without merging: the fine-tuning is lost"
              if _close(after, plain) else None, detail=_diff(after, adapted))
-    if set(model.state_dict()) != keys:
+    if set(view["keys"]) != keys:
         fail("the state_dict has the original model's keys (from_pretrained can load it)",
-             got=sorted(set(model.state_dict()) ^ keys)[:4])
+             got=sorted(set(view["keys"]) ^ keys)[:4])
     passed("merged into plain nn.Linear layers; same outputs; the original state_dict keys")
 
 
@@ -451,3 +484,267 @@ def check_estimate_training_memory(ex: ModuleType) -> None:
     if full.get("total") != 112_000_000_000:
         fail("7B in mixed precision: 16 bytes per parameter = 112 GB", got=full.get("total"))
     passed("mixed precision: 2 bytes per weight, 2 + 12 per trainable parameter; 7B -> 112 GB")
+
+
+# --- probes: what runs where the learner's code runs (course.grading.beside) ---------------------
+# Each makes or changes a layer or model of the learner's, or reads one back as plain values
+# (names, flags, tensors) for a check to compare with what it computes itself.
+def set_lora_weights(layer: nn.Module, seed: int, scale: float, b_only: bool = False) -> None:
+    """Seeded random lora_A and lora_B weights times `scale` (B only with `b_only`)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for part in ("lora_B",) if b_only else ("lora_A", "lora_B"):
+            weight = getattr(layer, part).weight
+            weight.copy_(torch.randn(weight.shape, generator=g) * scale)
+
+
+def add_to_base_weight(layer: nn.Module, delta: torch.Tensor) -> None:
+    """base_layer.weight += delta (as a merge would), without autograd."""
+    with torch.no_grad():
+        layer.base_layer.weight += delta.to(layer.base_layer.weight.dtype)
+
+
+def describe(model: nn.Module, lora_class: type) -> dict:
+    """A model as plain data: the names of its `lora_class` modules, its trainable parameter
+    names, its state_dict keys, and which modules are plain nn.Linear."""
+    return {"lora": [n for n, m in model.named_modules() if isinstance(m, lora_class)],
+            "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+            "keys": sorted(model.state_dict()),
+            "linear": [n for n, m in model.named_modules() if type(m) is nn.Linear]}
+
+
+def lora_weights(model: nn.Module, lora_class: type) -> dict[str, dict[str, torch.Tensor]]:
+    """{module name: {"lora_A": A, "lora_B": B}} for each `lora_class` module, detached."""
+    return {n: {part: getattr(m, part).weight.detach().clone() for part in ("lora_A", "lora_B")}
+            for n, m in model.named_modules() if isinstance(m, lora_class)}
+
+
+def model_output(model: nn.Module, seed: int = 0) -> torch.Tensor:
+    """The model's output on a seeded input: logits of a Qwen2, the output of a NestedModel."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if isinstance(model, NestedModel):
+            return model(torch.randn(3, 8, generator=g))
+        return model(torch.randint(0, model.config.vocab_size, (2, 7), generator=g)).logits
+
+
+def lora_state(layer: nn.Module) -> dict:
+    """A LoRA layer's state as plain values: base weight and bias, A, B, dropout p, settings."""
+    base = layer.base_layer
+    return {"weight": base.weight.detach().clone(),
+            "bias": None if base.bias is None else base.bias.detach().clone(),
+            "A": layer.lora_A.weight.detach().clone(), "B": layer.lora_B.weight.detach().clone(),
+            "p": float(getattr(layer.lora_dropout, "p", 0.0)),
+            **{k: getattr(layer, k) for k in ("r", "alpha", "use_rslora", "scaling", "merged")}}
+
+
+def _linear_of(weight: torch.Tensor, bias: torch.Tensor | None, trainable: bool) -> nn.Linear:
+    out_features, in_features = weight.shape
+    layer = nn.Linear(in_features, out_features, bias=bias is not None, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer.requires_grad_(trainable)
+
+
+def shell_of(cls: type, state: dict, settings: dict, stand_ins: tuple[str, ...] = ()
+             ) -> nn.Module:
+    """An instance of `cls` (the learner's LoRALinear) holding `state` (see lora_state), so one
+    method can be tested without the learner's __init__ (used only if it fails). The methods
+    named in `stand_ins` ("get_delta_weight", "merge") are replaced on this instance by plain
+    versions, so a method that calls them is tested alone."""
+    base = _linear_of(state["weight"], state["bias"], trainable=False)
+    try:
+        layer = cls(_linear_of(state["weight"], state["bias"], False), state["r"],
+                    state["alpha"], **settings)
+    except Exception:  # noqa: BLE001 - incl. an unfinished __init__: not what is tested here
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+    layer.base_layer = base
+    layer.lora_A = _linear_of(state["A"], None, trainable=True)
+    layer.lora_B = _linear_of(state["B"], None, trainable=True)
+    layer.lora_dropout = nn.Dropout(p=state["p"]) if state["p"] > 0 else nn.Identity()
+    for name in ("r", "alpha", "use_rslora", "scaling", "merged"):
+        setattr(layer, name, state[name])
+    for name in stand_ins:
+        setattr(layer, name, types.MethodType(_STAND_INS[name], layer))
+    return layer.eval()
+
+
+def _plain_delta_weight(layer: nn.Module) -> torch.Tensor:
+    return (layer.lora_B.weight @ layer.lora_A.weight) * layer.scaling
+
+
+def _plain_merge(layer: nn.Module) -> None:
+    if not layer.merged:
+        add_to_base_weight(layer, _plain_delta_weight(layer))
+        layer.merged = True
+
+
+_STAND_INS = {"get_delta_weight": _plain_delta_weight, "merge": _plain_merge}
+
+
+def output_and_grads(layer: nn.Module, x: torch.Tensor, seed: int = 99) -> list:
+    """layer(x), and the gradients of lora_A, lora_B and x for a seeded random output weight."""
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    y = layer(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.dtype)
+    (y * w).sum().backward()
+    return [y.detach(), layer.lora_A.weight.grad, layer.lora_B.weight.grad, x.grad]
+
+
+def seeded_output(layer: nn.Module, x: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """[layer(x), base_layer(x)] in training mode with the torch seed set first (dropout)."""
+    layer.train()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return [layer(x), layer.base_layer(x)]
+
+
+def merged_output(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> list:
+    """[layer(x), base_layer(x)] after writing a merged `weight` into base_layer and setting
+    merged = True (a merge done by hand)."""
+    with torch.no_grad():
+        layer.base_layer.weight.copy_(weight)
+        layer.merged = True
+        return [layer(x), layer.base_layer(x)]
+
+
+def observe(layer: nn.Module) -> dict:
+    """What merge()/unmerge() may change, as values (merged as the learner set it)."""
+    weight, bias = layer.base_layer.weight, layer.base_layer.bias
+    return {"merged": layer.merged, "weight": weight.detach().clone(),
+            "weight_requires_grad": bool(weight.requires_grad),
+            "bias": None if bias is None else bias.detach().clone(),
+            "A": layer.lora_A.weight.detach().clone(), "B": layer.lora_B.weight.detach().clone()}
+
+
+def allowed_to_refuse(method: Callable[[], None]) -> None:
+    """Call a merge()/unmerge() that may do nothing or raise (both are allowed here)."""
+    try:
+        method()
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def merge_twice(layer: nn.Module) -> dict:
+    """merge(), what it changed, then a second merge() (which may refuse): its weight."""
+    layer.merge()
+    seen = observe(layer)
+    allowed_to_refuse(layer.merge)
+    seen["weight_twice"] = layer.base_layer.weight.detach().clone()
+    return seen
+
+
+def merge_with_nan(layer: nn.Module) -> dict:
+    """merge() of an update holding a NaN: whether it raised ValueError, and the state after."""
+    with torch.no_grad():
+        layer.lora_B.weight[1, 0] = float("nan")
+    try:
+        layer.merge()
+        refused = False
+    except ValueError:
+        refused = True
+    return {"refused": refused, **observe(layer)}
+
+
+def unmerge_steps(layer: nn.Module) -> list[dict]:
+    """unmerge() of an unmerged layer (may refuse); merge() then unmerge(); unmerge() again (may
+    refuse); B times -2, then merge(): what each step left."""
+    seen = []
+    allowed_to_refuse(layer.unmerge)
+    seen.append(observe(layer))
+    layer.merge()
+    layer.unmerge()
+    seen.append(observe(layer))
+    allowed_to_refuse(layer.unmerge)
+    seen.append(observe(layer))
+    with torch.no_grad():
+        layer.lora_B.weight.mul_(-2.0)
+    layer.merge()
+    seen.append(observe(layer))
+    return seen
+
+
+class StandInLoRA(nn.Module):
+    """A stand-in for the learner's LoRALinear while inject_lora, adapter_state_dict or
+    merge_and_unload is tested alone: it keeps the module it wraps as a frozen base_layer,
+    records the settings it was given, and has trainable bias-free lora_A and lora_B (B zero);
+    its forward adds the update x (B A)^T * scaling unless merged (no dropout)."""
+
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
+                 use_rslora: bool = False, init: str = "kaiming"):
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"StandInLoRA wraps an nn.Linear, got {type(base).__name__}")
+        self.base_layer = base.requires_grad_(False)
+        self.settings = {"r": r, "alpha": alpha, "dropout": dropout, "use_rslora": use_rslora,
+                         "init": init}
+        self.lora_A = nn.Linear(base.in_features, r, bias=False, dtype=base.weight.dtype)
+        self.lora_B = nn.Linear(r, base.out_features, bias=False, dtype=base.weight.dtype)
+        nn.init.zeros_(self.lora_B.weight)
+        self.scaling, self.merged = alpha / r, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)
+        return out if self.merged else out + nn.functional.linear(x, self.get_delta_weight())
+
+    get_delta_weight = _plain_delta_weight
+    merge = _plain_merge
+
+
+def with_stand_ins(model: nn.Module, names: list[str], r: int, alpha: float, seed: int,
+                   merged_first: bool = False) -> nn.Module:
+    """`model` frozen, with a StandInLoRA around each module in `names`, seeded random A and B
+    (the first layer merged with `merged_first`)."""
+    model.requires_grad_(False)
+    for name in names:
+        model.set_submodule(name, StandInLoRA(model.get_submodule(name), r, alpha))
+    g = torch.Generator().manual_seed(seed)
+    layers = [model.get_submodule(name) for name in names]
+    with torch.no_grad():
+        for layer in layers:
+            for part in (layer.lora_A, layer.lora_B):
+                part.weight.copy_(torch.randn(part.weight.shape, generator=g) * 0.3)
+    if merged_first and layers:
+        layers[0].merge()
+    return model
+
+
+def injected_layers(model: nn.Module, names: list[str]) -> dict:
+    """For each name: whether it is a StandInLoRA now, its base_layer (the object) and the
+    settings it recorded; the model's trainable parameter names and its output."""
+    layers = {}
+    for name in names:
+        module = model.get_submodule(name)
+        stand_in = isinstance(module, StandInLoRA)
+        layers[name] = {"stand_in": stand_in, "type": type(module).__name__,
+                        "base": module.base_layer if stand_in else None,
+                        "settings": module.settings if stand_in else None}
+    return {"layers": layers, "output": model_output(model),
+            "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad)}
+
+
+def submodules(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
+    """{name: the module object} (compared by identity after a change)."""
+    return {name: model.get_submodule(name) for name in names}
+
+
+def unloaded(model: nn.Module, names: list[str]) -> dict:
+    """After merge_and_unload: LoRA layers left, and for each name whether it is a plain
+    nn.Linear, its weight and bias; the state_dict keys and the output."""
+    modules = {}
+    for name in names:
+        m = model.get_submodule(name)
+        plain = type(m) is nn.Linear
+        modules[name] = {"type": type(m).__name__, "linear": plain,
+                         "weight": m.weight.detach().clone() if plain else None,
+                         "bias": m.bias.detach().clone() if plain and m.bias is not None
+                         else None}
+    return {"left": [n for n, m in model.named_modules()
+                     if all(hasattr(m, a) for a in ("base_layer", "lora_A", "lora_B"))],
+            "modules": modules, "keys": sorted(model.state_dict()), "output": model_output(model)}

@@ -26,9 +26,13 @@ def page_text(path: Path) -> str:
 
 
 def hidden_lines(root: Path, step: str) -> list[str]:
-    """Distinctive lines of the step's hidden-test regions (the source notebook)."""
+    """Distinctive lines of the step's hidden-test regions (the source notebook) that occur
+    nowhere else in it (an import the setup cell also makes is not a secret)."""
     src = text_of(root / "source" / step / f"{NOTEBOOK}.ipynb")
-    return [line for line in region_lines(src, HIDDEN_MARKERS) if len(line) >= 12]
+    hidden = region_lines(src, HIDDEN_MARKERS)
+    everywhere = [line.strip() for line in src.splitlines()]
+    return [line for line in dict.fromkeys(hidden) if len(line) >= 12
+            and everywhere.count(line) == hidden.count(line)]
 
 
 def leaks(page: Path, secret: list[str]) -> list[str]:

@@ -458,19 +458,6 @@ def _grading_env():
             os.environ[GRADING_ENV] = old
 
 
-# Steps whose tests still need the learner's objects in the grader's own process (models changed
-# in place by the learner's classes): their kernel's outputs are scored, as nbgrader does, with the
-# kernel jailed and the course checked for writes (see docs/GRADING.md, "Trust").
-KERNEL_SCORED: dict[str, str] = {
-    "step4_lora": "models changed in place by the learner's LoRALinear",
-}
-
-
-def trusted(step: str) -> bool:
-    """Whether `step`'s tests are scored by trusted verdicts."""
-    return step not in KERNEL_SCORED
-
-
 _GRADERS: dict[str, TrustedGrader] = {}
 
 

@@ -54,10 +54,9 @@ class TrustedSetup(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         if self.enabled:
-            from course.nbgrader.trusted import grader_for, trusted
+            from course.nbgrader.trusted import grader_for
             _pristine(Path(os.getcwd()))
-            if trusted(resources["nbgrader"]["assignment"]):
-                grader_for(resources["nbgrader"]["assignment"])
+            grader_for(resources["nbgrader"]["assignment"])
         return nb, resources
 
 
@@ -70,7 +69,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
         if not self.enabled:
             return nb, resources
         from course.nbgrader.config import cell_timeout, notebook_timeout
-        from course.nbgrader.trusted import KERNEL_SCORED, Verdict, grader_for, trusted
+        from course.nbgrader.trusted import Verdict, grader_for
         info = resources["nbgrader"]
         root = Path(os.getcwd())
         folder = Path(resources.get("metadata", {}).get("path") or
@@ -82,10 +81,6 @@ class TrustedVerdicts(NbGraderPreprocessor):
                              "jailed): %s", info["student"], info["assignment"],
                              ", ".join(changed[:5]))
             changed = []
-        if not changed and not trusted(info["assignment"]):
-            self.log.warning("%s: scored from the kernel's outputs (%s)", info["assignment"],
-                             KERNEL_SCORED[info["assignment"]])
-            return nb, resources
         if changed:
             self.log.error("%s/%s changed files grading reads (put back): %s",
                            info["student"], info["assignment"], ", ".join(changed[:5]))

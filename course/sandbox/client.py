@@ -236,6 +236,14 @@ class RemoteObject:
     def __hash__(self) -> int:
         return hash(("remote", object.__getattribute__(self, "_handle").id))
 
+    @property
+    def __class__(self) -> type:  # noqa: D401 - read by isinstance() as a fallback
+        """For an object of one of torch.nn's own classes (as the worker reports it), that class
+        here, so `isinstance(layer.lora_dropout, nn.Dropout)` reads as it would in one process.
+        Like every answer from the worker this is the learner's claim, checked by behaviour
+        elsewhere; any other object is a RemoteObject."""
+        return _torch_class(object.__getattribute__(self, "_handle")) or RemoteObject
+
     def __instancecheck__(self, obj: Any) -> bool:
         return bool(self._worker_of().request("isinstance", obj, self))
 
@@ -244,6 +252,15 @@ class RemoteObject:
 
     def _worker_of(self) -> "Worker":
         return object.__getattribute__(self, "_worker")
+
+
+def _torch_class(handle: Handle) -> type | None:
+    """torch.nn's class named by `handle` (an instance's type name), or None."""
+    module, _, name = handle.type_name.rpartition(".")
+    if handle.kind not in ("object", "callable") or not module.startswith("torch.nn.modules."):
+        return None
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, torch.nn.Module) else None
 
 
 def remote_handle(obj: Any) -> Handle | None:

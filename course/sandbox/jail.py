@@ -73,11 +73,9 @@ def hidden_paths() -> list[Path]:
 
 def jailed_command(command: Sequence[str], writable: Sequence[str | os.PathLike] = (),
                    keep: Sequence[str | os.PathLike] = (), network: bool = True,
-                   hide: Sequence[str | os.PathLike] = (),
-                   reveal: Sequence[str | os.PathLike] = ()) -> list[str]:
+                   hide: Sequence[str | os.PathLike] = ()) -> list[str]:
     """`command` wrapped in the jail (see the module docstring); unchanged without isolation.
-    `network=False` also gives it an empty network namespace; `hide` adds paths to hide;
-    `reveal` names folders inside hidden ones that stay readable (read-only)."""
+    `network=False` also gives it an empty network namespace; `hide` adds paths to hide."""
     mode = isolation()
     if mode == "none":
         return list(command)
@@ -94,8 +92,6 @@ def jailed_command(command: Sequence[str], writable: Sequence[str | os.PathLike]
         inner += ["--keep", str(Path(path).resolve())]
     for path in [*hidden_paths(), *map(Path, hide)]:
         inner += ["--hide", str(path)]
-    for path in reveal:
-        inner += ["--reveal", str(Path(path).resolve())]
     return [*outer, *inner, "--", *command]
 
 
@@ -120,14 +116,11 @@ def _mount(*args: str, fds: Sequence[int] = ()) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True, pass_fds=tuple(fds))
 
 
-def _enter(mode: str, writable: list[str], keep: list[str], hide: list[str],
-           reveal: Sequence[str] = ()) -> None:
+def _enter(mode: str, writable: list[str], keep: list[str], hide: list[str]) -> None:
     kept = {path: Path(path).read_bytes() for path in keep if Path(path).is_file()}
     # Writable folders may lie inside hidden ones (a submission inside autograded/, a copy in
     # /tmp): hold each open, hide, then bind it back into place from its descriptor.
     held = [os.open(folder, os.O_RDONLY | os.O_DIRECTORY) for folder in writable]
-    shown = {folder: os.open(folder, os.O_RDONLY | os.O_DIRECTORY) for folder in reveal
-             if Path(folder).is_dir()}
     _mount("--bind", str(REPO_ROOT), str(REPO_ROOT))
     _mount("-o", "remount,bind,ro", str(REPO_ROOT))
     for path in hide:
@@ -139,12 +132,6 @@ def _enter(mode: str, writable: list[str], keep: list[str], hide: list[str],
     if mode == "root":
         for needed in {Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT}:
             _open_up(needed)
-    for folder, fd in shown.items():
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        _mount("--no-canonicalize", "--bind", f"/proc/self/fd/{fd}", str(target), fds=[fd])
-        _mount("-o", "remount,bind,ro", str(target))
-        os.close(fd)
     private = [Path(p) for p in ("/tmp", "/dev/shm") if Path(p).is_dir()]
     # Python itself may live in /tmp (a JupyterHub test's copy): keep it, read-only.
     interpreter = {str(p): os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in
@@ -215,7 +202,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--writable", action="append", default=[])
     parser.add_argument("--keep", action="append", default=[])
     parser.add_argument("--hide", action="append", default=[])
-    parser.add_argument("--reveal", action="append", default=[])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -225,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.execvp(command[0], command)
     cwd = os.getcwd()
     try:
-        _enter(args.mode, args.writable, args.keep, args.hide, args.reveal)
+        _enter(args.mode, args.writable, args.keep, args.hide)
     except (OSError, subprocess.CalledProcessError) as err:
         detail = getattr(err, "stderr", b"") or b""
         sys.stderr.write(f"course.sandbox.jail: could not set up the jail: {err} "

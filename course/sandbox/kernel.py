@@ -5,8 +5,7 @@
 graded), cannot read the answer key, the gradebook or other learners' work, sees a private /tmp
 and an environment without the grader's variables, and every process it starts ends with it.
 Its outputs are shown to the learner but never scored: `course.nbgrader.trusted` computes the
-points outside it. A step still scored from the kernel's outputs (`KERNEL_SCORED`) runs its hidden
-tests in this kernel, so for that step alone the kernel may read (not write) its answer key.
+points outside it.
 """
 from __future__ import annotations
 
@@ -14,8 +13,6 @@ import os
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-
-from pathlib import Path
 
 from course.notebook import GRADING_ENV
 from course.sandbox.jail import isolation, jailed_command, worker_environment
@@ -27,8 +24,7 @@ class JailedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         cwd = (self._launch_args or {}).get("cwd") or os.getcwd()
-        return jailed_command(cmd, writable=[cwd], keep=[os.path.realpath(self.connection_file)],
-                              reveal=answer_key_needed(Path(cwd).name))
+        return jailed_command(cmd, writable=[cwd], keep=[os.path.realpath(self.connection_file)])
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         if isolation() != "none":
@@ -39,9 +35,3 @@ class JailedKernelManager(AsyncKernelManager):
             kw["env"] = env
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
-
-def answer_key_needed(step: str) -> list[Path]:
-    """The answer-key folder a kernel grading `step` must read: only for a kernel-scored step."""
-    from course.grading import solutions_dir
-    from course.nbgrader.trusted import KERNEL_SCORED
-    return [solutions_dir() / step] if step in KERNEL_SCORED else []

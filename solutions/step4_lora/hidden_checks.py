@@ -6,10 +6,18 @@ raises HiddenTestFailure (an AssertionError) whose first line is public: the kin
 failed. The rest (instructors only) names the settings and the numbers. An unfinished TODO's
 NotImplementedError passes through, so the notebook shows its hint.
 
-One function at a time: a method is tested on a layer that holds the reference's state (built by
-the reference __init__), and the helpers a function calls are replaced by the reference's, so one
-bug costs points in one test only. The learner's attribute names are the seam (docstring of
-LoRALinear: base_layer, lora_A, lora_B, lora_dropout, scaling, merged, r, alpha, use_rslora).
+One function at a time: a method is tested on an instance of the learner's class holding the
+reference's state (built by the reference __init__), with the methods it calls replaced by plain
+stand-ins; inject_lora, adapter_state_dict and merge_and_unload are tested with a stand-in LoRA
+layer (course.checks.step4_lora.StandInLoRA) in place of the learner's class, so one bug costs
+points in one test only. The learner's attribute names are the seam (docstring of LoRALinear:
+base_layer, lora_A, lora_B, lora_dropout, scaling, merged, r, alpha, use_rslora).
+
+The learner's layers and models are made and changed where the learner's code runs (in trusted
+grading: the jailed worker, via course.grading.beside and the probes of course.checks.step4_lora)
+and read back as plain values; the same steps run here on the reference's layers give the
+expected values. Nothing of the reference is sent to the learner's code except, where a test
+isolates one function, single reference functions (find_target_modules, matches_target).
 
 In the notebook a hidden cell is then two lines:
 
@@ -22,19 +30,21 @@ fails the checks its EXPECT_LOSE names, and that the reference passes them all.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
+import functools
 import math
 import random
 import warnings
 from types import ModuleType
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
-from course.checks.step4_lora import tiny_qwen
-from course.grading import HiddenReport, compare_with_reference, patched, short
+from course.checks import step4_lora as probes
+from course.checks.step4_lora import (NestedModel, StandInLoRA, lora_state, model_output,
+                                      shared_layer_model, tiny_qwen)
+from course.grading import HiddenReport, beside, compare_with_reference, patched, short
 from course.lora_io import dropout_p
 
 ATOL = RTOL = 1e-5   # hand-written and reference code may order float operations differently
@@ -53,33 +63,6 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> str:
     d = (a - b).abs().max().item()
     ratio = (a.norm() / b.norm()).item() if b.norm() > 0 else float("nan")
     return f"max |difference| {d:.3g} (norm ratio got/expected {ratio:.4g})"
-
-
-@contextlib.contextmanager
-def _patched_class(cls: type, **methods: Callable) -> Iterator[None]:
-    """Replace methods of a class for the duration (e.g. test merge with the reference's
-    get_delta_weight)."""
-    own = {k: cls.__dict__[k] for k in methods if k in cls.__dict__}
-    for k, v in methods.items():
-        setattr(cls, k, v)
-    try:
-        yield
-    finally:
-        for k in methods:
-            if k in own:
-                setattr(cls, k, own[k])
-            else:
-                delattr(cls, k)
-
-
-def _allowed_to_refuse(method: Callable[[], None]) -> None:
-    """Call a merge()/unmerge() that may do nothing or raise (both are allowed here)."""
-    try:
-        method()
-    except NotImplementedError:
-        raise
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _seeded(fn: Callable) -> Callable:
@@ -129,74 +112,25 @@ def _base(case: dict, seed: int = 0) -> nn.Linear:
                      dtype=case.get("dtype", torch.float32))
 
 
-def _shell(ex: ModuleType, ref: ModuleType, case: dict, seed: int = 0) -> nn.Module:
-    """An instance of the learner's class holding the reference's state (base_layer, random A
-    and non-zero B, dropout, scaling...), so a method can be tested without the learner's
-    __init__. Falls back to an empty instance if the learner's __init__ fails."""
-    ref_layer = ref.LoRALinear(_base(case, seed), case["r"], case["alpha"], **_settings(case))
+def _shell(ex: ModuleType, ref: ModuleType, case: dict, seed: int = 0,
+           stand_ins: tuple[str, ...] = ()) -> tuple:
+    """(learner's layer, reference's layer) holding the same state: the reference __init__'s
+    base_layer and settings, random A and non-zero B. The learner's layer is an instance of the
+    learner's class built where the learner's code runs, without the learner's __init__ if that
+    fails (probes.shell_of); `stand_ins` replaces those of its methods by plain versions."""
+    expected = ref.LoRALinear(_base(case, seed), case["r"], case["alpha"], **_settings(case))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for part in (ref_layer.lora_A, ref_layer.lora_B):
+        for part in (expected.lora_A, expected.lora_B):
             part.weight.copy_(torch.randn(part.weight.shape, generator=g) * 0.5)
-    try:
-        layer = ex.LoRALinear(copy.deepcopy(ref_layer.base_layer), case["r"], case["alpha"],
-                              **_settings(case))
-    except Exception:  # noqa: BLE001 - incl. an unfinished __init__: not what is tested here
-        layer = ex.LoRALinear.__new__(ex.LoRALinear)
-        nn.Module.__init__(layer)
-    for name in ("base_layer", "lora_A", "lora_B", "lora_dropout"):
-        setattr(layer, name, getattr(ref_layer, name))
-    for name in ("r", "alpha", "use_rslora", "scaling", "merged"):
-        setattr(layer, name, getattr(ref_layer, name))
-    return layer.eval()
+    layer = beside(ex, probes.shell_of, ex.LoRALinear, lora_state(expected), _settings(case),
+                   stand_ins)
+    return layer, expected.eval()
 
 
 def _input(case: dict, seed: int, shape: tuple[int, ...] = (3, 5)) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, case["d_in"], generator=g).to(case.get("dtype", torch.float32))
-
-
-class _Nested(nn.Module):
-    """Names that peft's matching rules tell apart: encoder.proj vs decoder.proj_out, a Conv1d
-    and a LayerNorm, a Linear registered under two names, a buffer, no output-embedding method."""
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.encoder = nn.ModuleDict({"proj": nn.Linear(8, 8), "norm": nn.LayerNorm(8)})
-        self.decoder = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 6))
-        self.decoder_proj_out = nn.Linear(6, 6)
-        self.conv = nn.Conv1d(6, 6, 1)
-        self.head = nn.Linear(6, 4)
-        self.register_buffer("steps", torch.zeros(5))
-
-    def forward(self, x):
-        h = self.decoder(self.encoder["norm"](self.encoder["proj"](x)))
-        h = self.conv(self.decoder_proj_out(h).unsqueeze(-1)).squeeze(-1)
-        return self.head(h)
-
-
-def _shared() -> nn.Module:
-    model = _Nested()
-    model.tied = model.encoder["proj"]  # one Linear under two names: its parameters count once
-    model.head.requires_grad_(False)
-    return model
-
-
-def _run(model: nn.Module, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        if isinstance(model, _Nested):
-            return model(torch.randn(3, 8, generator=g))
-        return model(torch.randint(0, model.config.vocab_size, (2, 7), generator=g)).logits
-
-
-def _randomise(ref: ModuleType, model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in ref.lora_layers(model).values():
-            for part in (layer.lora_A, layer.lora_B):
-                part.weight.copy_(torch.randn(part.weight.shape, generator=g) * 0.3)
 
 
 # --- LoRALinear ----------------------------------------------------------------------------------
@@ -247,10 +181,10 @@ def _check_init(report: HiddenReport, ex: ModuleType, ref: ModuleType, case: dic
                   and getattr(layer.lora_B, "bias", None) is None, "lora_A and lora_B bias-free")
     report.expect(a.dtype == dtype and b.dtype == dtype, "LoRA weights in the base dtype",
                   f"got {a.dtype}/{b.dtype}, base is {dtype}")
-    trainable = {id(p) for p in layer.parameters() if p.requires_grad}
-    report.expect(trainable == {id(a), id(b)}, "only lora_A and lora_B trainable",
-                  f"{len(trainable)} trainable tensors: "
-                  f"{[n for n, p in layer.named_parameters() if p.requires_grad]}")
+    trainable = sorted(n for n, p in layer.named_parameters() if p.requires_grad)
+    report.expect(trainable == ["lora_A.weight", "lora_B.weight"],
+                  "only lora_A and lora_B trainable",
+                  f"{len(trainable)} trainable tensors: {trainable}")
     report.expect(torch.count_nonzero(b) == 0, "lora_B starts at zero",
                   f"{torch.count_nonzero(b).item()} of {b.numel()} entries of B are not zero")
     report.expect(torch.count_nonzero(a) > 0.9 * a.numel(), "lora_A starts random (not zero)",
@@ -274,15 +208,14 @@ def _check_init(report: HiddenReport, ex: ModuleType, ref: ModuleType, case: dic
                   f"(alpha={alpha}, r={r}, use_rslora={settings['use_rslora']})")
     report.expect(layer.merged is False, "merged is False at init", f"got {layer.merged!r}")
     _check_dropout_module(report, layer.lora_dropout, settings["dropout"], dtype)
-    # the update can learn: through the reference forward, B gets a gradient, W does not
+    # through the reference forward the layer equals its base layer (B = 0); B, a trainable
+    # parameter used there, gets a gradient, and the frozen W none
     layer.eval()
     x = _input(case, seed=3)
-    y = ref.LoRALinear.forward(layer, x)
-    report.expect(_close(y, base(x)), "layer equals the base layer at init", _diff(y, base(x)))
-    y.pow(2).sum().backward()
-    report.expect(b.grad is not None and b.grad.abs().sum() > 0, "lora_B gets a gradient",
-                  "B.grad is zero or None after backward")
-    report.expect(base.weight.grad is None, "no gradient for the base weight")
+    with torch.no_grad():
+        y = ref.LoRALinear.forward(layer, x)
+        report.expect(_close(y, base(x)), "layer equals the base layer at init",
+                      _diff(y, base(x)))
 
 
 def _check_dropout_module(report: HiddenReport, module: nn.Module, p: float, dtype) -> None:
@@ -307,56 +240,40 @@ def lora_linear_forward_hidden(ex: ModuleType, ref: ModuleType) -> None:
     B and the input) equal the reference's; dropout only on the LoRA input, off in eval mode;
     a merged layer returns base_layer(x) alone."""
     report = HiddenReport("lora_linear_forward")
-    ref_forward = ref.LoRALinear.forward
     shapes = [(3, 5), (7,), (2, 2, 3)]
     for i, case in enumerate(_layer_cases(seed=42, n_random=4)):
         with report.case(case["label"]):
-            layer = _shell(ex, ref, case, seed=i)
+            layer, expected_layer = _shell(ex, ref, case, seed=i)
             x = _input(case, seed=i, shape=shapes[i % len(shapes)])
-            got = _value_and_grads(layer, x, None)
-            expected = _value_and_grads(layer, x, ref_forward)
+            got = beside(ex, probes.output_and_grads, layer, x)
+            expected = probes.output_and_grads(expected_layer, x)
             for name, g, e in zip(("output", "grad of lora_A", "grad of lora_B", "grad of x"),
                                   got, expected):
-                report.expect(g is not None and _close(g, e), f"{name} (eval mode)",
-                              "no gradient" if g is None else _diff(g, e))
+                report.expect(isinstance(g, torch.Tensor) and _close(g, e),
+                              f"{name} (eval mode)", "no gradient" if g is None else _diff(g, e))
     case = dict(d_in=16, d_out=10, r=4, alpha=12.0, dropout=0.5)
     with report.case("dropout in training mode"):
-        layer = _shell(ex, ref, case).train()
+        layer, expected_layer = _shell(ex, ref, case)
         x = _input(case, seed=5, shape=(6,))
-        torch.manual_seed(11)
-        got = layer(x)
-        torch.manual_seed(11)
-        expected = ref_forward(layer, x)
+        got, _ = beside(ex, probes.seeded_output, layer, x, 11)
+        expected, _ = probes.seeded_output(expected_layer, x, 11)
         report.expect(_close(got, expected), "dropout on the LoRA input only (train mode)",
                       _diff(got, expected))
-        with torch.no_grad():
-            layer.lora_B.weight.zero_()
-        torch.manual_seed(12)
-        got = layer(x)
-        report.expect(torch.equal(got, layer.base_layer(x)), "no dropout on the base path",
+        beside(ex, probes.set_lora_weights, layer, 0, 0.0, b_only=True)
+        got, base_out = beside(ex, probes.seeded_output, layer, x, 12)
+        report.expect(torch.equal(got, base_out), "no dropout on the base path",
                       "with B = 0 the output must equal base_layer(x) even in train mode")
     with report.case("merged layer"):
-        layer = _shell(ex, ref, case)
+        layer, expected_layer = _shell(ex, ref, case)
         x = _input(case, seed=6, shape=(4,))
-        before = ref_forward(layer, x)
         with torch.no_grad():
-            layer.base_layer.weight += ref.LoRALinear.get_delta_weight(layer)
-        layer.merged = True
-        got = layer(x)
-        report.expect(_close(got, layer.base_layer(x)) and _close(got, before),
+            before = expected_layer(x)
+            weight = expected_layer.base_layer.weight + \
+                ref.LoRALinear.get_delta_weight(expected_layer)
+        got, base_out = beside(ex, probes.merged_output, layer, x, weight)
+        report.expect(_close(got, base_out) and _close(got, before),
                       "a merged layer returns base_layer(x) alone", _diff(got, before))
     report.finish()
-
-
-def _value_and_grads(layer: nn.Module, x: torch.Tensor, forward: Callable | None) -> list:
-    """Output and gradients of lora_A, lora_B and x, through `forward` (None: the layer's own)."""
-    for part in (layer.lora_A, layer.lora_B):
-        part.weight.grad = None
-    x = x.clone().requires_grad_(True)
-    y = layer(x) if forward is None else forward(layer, x)
-    g = torch.Generator().manual_seed(99)
-    (y * torch.randn(y.shape, generator=g).to(y.dtype)).sum().backward()
-    return [y.detach(), layer.lora_A.weight.grad, layer.lora_B.weight.grad, x.grad]
 
 
 @_seeded
@@ -365,9 +282,9 @@ def get_delta_weight_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report = HiddenReport("get_delta_weight")
     for i, case in enumerate(_layer_cases(seed=43, n_random=4)):
         with report.case(case["label"]):
-            layer = _shell(ex, ref, case, seed=i)
+            layer, expected_layer = _shell(ex, ref, case, seed=i)
             got = layer.get_delta_weight()
-            expected = ref.LoRALinear.get_delta_weight(layer)
+            expected = ref.LoRALinear.get_delta_weight(expected_layer).detach()
             report.expect(_close(got, expected), "B @ A * scaling", _diff(got, expected))
             report.expect(got.dtype == expected.dtype, "dtype of the LoRA weights",
                           f"got {got.dtype}, expected {expected.dtype}")
@@ -379,54 +296,59 @@ def merge_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """merge(): W += delta, merged set, same outputs, bias and A, B untouched, base still frozen;
     merging twice adds nothing; a NaN update raises ValueError and leaves W as it was."""
     report = HiddenReport("merge")
-    with _patched_class(ex.LoRALinear, get_delta_weight=ref.LoRALinear.get_delta_weight):
-        for i, case in enumerate(_layer_cases(seed=44, n_random=3)):
-            with report.case(case["label"]):
-                _check_merge(report, ex, ref, case, seed=i)
-        case = dict(d_in=6, d_out=5, r=2, alpha=4.0)
-        with report.case("update with a NaN"):
-            layer = _shell(ex, ref, case)
-            with torch.no_grad():
-                layer.lora_B.weight[1, 0] = float("nan")
-            w0 = layer.base_layer.weight.detach().clone()
-            try:
-                layer.merge()
-            except ValueError:
-                report.expect(True, "NaN update refused")
-            else:
-                report.expect(False, "NaN update refused with ValueError",
-                              "merge() accepted an update holding NaN")
-            report.expect(torch.equal(layer.base_layer.weight, w0) and not layer.merged,
-                          "W and merged unchanged after a refused merge")
+    for i, case in enumerate(_layer_cases(seed=44, n_random=3)):
+        with report.case(case["label"]):
+            _check_merge(report, ex, ref, case, seed=i)
+    case = dict(d_in=6, d_out=5, r=2, alpha=4.0)
+    with report.case("update with a NaN"):
+        layer, expected_layer = _shell(ex, ref, case, stand_ins=("get_delta_weight",))
+        w0 = expected_layer.base_layer.weight.detach()
+        seen = beside(ex, probes.merge_with_nan, layer)
+        report.expect(seen["refused"], "NaN update refused with ValueError",
+                      "merge() accepted an update holding NaN")
+        report.expect(torch.equal(seen["weight"], w0) and seen["merged"] is False,
+                      "W and merged unchanged after a refused merge")
     report.finish()
+
+
+def _after(ref: ModuleType, expected_layer: nn.Module, seen: dict, x: torch.Tensor
+           ) -> torch.Tensor:
+    """The reference forward of a layer in the state the learner's method left (`seen`)."""
+    layer = copy.deepcopy(expected_layer)
+    with torch.no_grad():
+        layer.base_layer.weight.copy_(seen["weight"])
+        layer.lora_A.weight.copy_(seen["A"])
+        layer.lora_B.weight.copy_(seen["B"])
+        layer.merged = seen["merged"] is True
+        return layer(x)
 
 
 def _check_merge(report: HiddenReport, ex: ModuleType, ref: ModuleType, case: dict,
                  seed: int) -> None:
-    layer = _shell(ex, ref, case, seed=seed)
+    layer, expected_layer = _shell(ex, ref, case, seed=seed, stand_ins=("get_delta_weight",))
     x = _input(case, seed=seed)
+    base = expected_layer.base_layer
     with torch.no_grad():
-        before = ref.LoRALinear.forward(layer, x)
-    weight = layer.base_layer.weight
-    w0, a0, b0 = weight.detach().clone(), layer.lora_A.weight.detach().clone(), \
-        layer.lora_B.weight.detach().clone()
-    bias0 = None if layer.base_layer.bias is None else layer.base_layer.bias.detach().clone()
-    delta = ref.LoRALinear.get_delta_weight(layer).detach()
-    layer.merge()
-    report.expect(layer.merged is True, "merged is True after merge()", f"got {layer.merged!r}")
-    w = layer.base_layer.weight
+        before = expected_layer(x)
+        delta = ref.LoRALinear.get_delta_weight(expected_layer)
+    w0, a0, b0 = base.weight.detach(), expected_layer.lora_A.weight.detach(), \
+        expected_layer.lora_B.weight.detach()
+    seen = beside(ex, probes.merge_twice, layer)
+    report.expect(seen["merged"] is True, "merged is True after merge()",
+                  f"got {seen['merged']!r}")
+    w = seen["weight"]
     report.expect(_close(w, w0 + delta, WEIGHT_TOL), "W + B @ A * scaling", _diff(w, w0 + delta))
-    report.expect(not w.requires_grad, "base weight still frozen after merge()",
+    report.expect(not seen["weight_requires_grad"], "base weight still frozen after merge()",
                   "the merged weight requires grad (a new nn.Parameter?)")
-    if bias0 is not None:
-        report.expect(torch.equal(layer.base_layer.bias, bias0), "bias untouched by merge()")
-    report.expect(torch.equal(layer.lora_A.weight, a0) and torch.equal(layer.lora_B.weight, b0),
+    if base.bias is not None:
+        report.expect(isinstance(seen["bias"], torch.Tensor)
+                      and torch.equal(seen["bias"], base.bias.detach()),
+                      "bias untouched by merge()")
+    report.expect(torch.equal(seen["A"], a0) and torch.equal(seen["B"], b0),
                   "lora_A and lora_B untouched by merge() (unmerge needs them)")
-    with torch.no_grad():
-        after = ref.LoRALinear.forward(layer, x)
+    after = _after(ref, expected_layer, seen, x)
     report.expect(_close(after, before), "same outputs after merge()", _diff(after, before))
-    _allowed_to_refuse(layer.merge)  # a second merge: nothing to do (or an error)
-    w = layer.base_layer.weight
+    w = seen["weight_twice"]
     report.expect(_close(w, w0 + delta, WEIGHT_TOL), "merging twice adds the update once",
                   _diff(w - w0, delta))
 
@@ -436,42 +358,37 @@ def unmerge_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """unmerge(): W back to the base weight, merged cleared, the LoRA path used again;
     unmerging twice or an unmerged layer changes nothing."""
     report = HiddenReport("unmerge")
-    with _patched_class(ex.LoRALinear, get_delta_weight=ref.LoRALinear.get_delta_weight,
-                        merge=ref.LoRALinear.merge):
-        for i, case in enumerate(_layer_cases(seed=45, n_random=3)):
-            with report.case(case["label"]):
-                layer = _shell(ex, ref, case, seed=i)
-                x = _input(case, seed=i)
-                with torch.no_grad():
-                    before = ref.LoRALinear.forward(layer, x)
-                w0 = layer.base_layer.weight.detach().clone()
-                _allowed_to_refuse(layer.unmerge)  # not merged: nothing to do (or an error)
-                w = layer.base_layer.weight
-                report.expect(_close(w, w0, WEIGHT_TOL) and not layer.merged,
-                              "unmerge() of an unmerged layer changes nothing", _diff(w, w0))
-                layer.merge()
-                layer.unmerge()
-                w = layer.base_layer.weight
-                report.expect(layer.merged is False, "merged is False after unmerge()",
-                              f"got {layer.merged!r}")
-                report.expect(_close(w, w0, WEIGHT_TOL), "base weight restored", _diff(w, w0))
-                report.expect(not w.requires_grad, "base weight still frozen after unmerge()")
-                with torch.no_grad():
-                    after = ref.LoRALinear.forward(layer, x)
-                report.expect(_close(after, before), "same outputs after unmerge()",
-                              _diff(after, before))
-                _allowed_to_refuse(layer.unmerge)
-                w = layer.base_layer.weight
-                report.expect(_close(w, w0, WEIGHT_TOL), "unmerging twice subtracts once",
-                              _diff(w, w0))
-                # train a little (new B), then merge again: W0 + the new update
-                with torch.no_grad():
-                    layer.lora_B.weight.mul_(-2.0)
-                layer.merge()
-                delta = ref.LoRALinear.get_delta_weight(layer).detach()
-                report.expect(_close(layer.base_layer.weight, w0 + delta, WEIGHT_TOL),
-                              "merge after unmerge uses the new update",
-                              _diff(layer.base_layer.weight, w0 + delta))
+    for i, case in enumerate(_layer_cases(seed=45, n_random=3)):
+        with report.case(case["label"]):
+            layer, expected_layer = _shell(ex, ref, case, seed=i,
+                                           stand_ins=("get_delta_weight", "merge"))
+            x = _input(case, seed=i)
+            with torch.no_grad():
+                before = expected_layer(x)
+            w0 = expected_layer.base_layer.weight.detach()
+            untouched, undone, twice, remerged = beside(ex, probes.unmerge_steps, layer)
+            w = untouched["weight"]
+            report.expect(_close(w, w0, WEIGHT_TOL) and untouched["merged"] is False,
+                          "unmerge() of an unmerged layer changes nothing", _diff(w, w0))
+            w = undone["weight"]
+            report.expect(undone["merged"] is False, "merged is False after unmerge()",
+                          f"got {undone['merged']!r}")
+            report.expect(_close(w, w0, WEIGHT_TOL), "base weight restored", _diff(w, w0))
+            report.expect(not undone["weight_requires_grad"],
+                          "base weight still frozen after unmerge()")
+            after = _after(ref, expected_layer, undone, x)
+            report.expect(_close(after, before), "same outputs after unmerge()",
+                          _diff(after, before))
+            w = twice["weight"]
+            report.expect(_close(w, w0, WEIGHT_TOL), "unmerging twice subtracts once",
+                          _diff(w, w0))
+            # trained a little (B times -2), then merged again: W0 + the new update
+            with torch.no_grad():
+                expected_layer.lora_B.weight.mul_(-2.0)
+                delta = ref.LoRALinear.get_delta_weight(expected_layer)
+            report.expect(_close(remerged["weight"], w0 + delta, WEIGHT_TOL),
+                          "merge after unmerge uses the new update",
+                          _diff(remerged["weight"], w0 + delta))
     report.finish()
 
 
@@ -515,13 +432,13 @@ def _target_cases() -> list[tuple[str, Callable[[], nn.Module], object]]:
         ("all-linear (tied head)", tiny_qwen, "all-linear"),
         ("all-linear (untied head)", lambda: tiny_qwen(tied=False), "all-linear"),
         ("ALL-LINEAR in capitals", tiny_qwen, "ALL-LINEAR"),
-        ("all-linear (no output embeddings)", _Nested, "all-linear"),
+        ("all-linear (no output embeddings)", NestedModel, "all-linear"),
         ("two short names", tiny_qwen, ["q_proj", "v_proj"]),
         ("dotted and short names", tiny_qwen, ["self_attn.o_proj", "down_proj"]),
         ("one full name", tiny_qwen, ["model.layers.1.mlp.up_proj"]),
         ("the output head by name", tiny_qwen, ["lm_head"]),
-        ("nested names", _Nested, ["proj", "decoder.0", "head"]),
-        ("index as a name", _Nested, ["2"]),
+        ("nested names", NestedModel, ["proj", "decoder.0", "head"]),
+        ("index as a name", NestedModel, ["2"]),
     ]
 
 
@@ -543,7 +460,7 @@ def find_target_modules_hidden(ex: ModuleType, ref: ModuleType) -> None:
         for label, make, targets, error, named in (
                 ("a target that is not an nn.Linear", tiny_qwen, ["mlp"], TypeError,
                  "model.layers.0.mlp"),
-                ("a LayerNorm target", _Nested, ["norm"], TypeError, "encoder.norm"),
+                ("a LayerNorm target", NestedModel, ["norm"], TypeError, "encoder.norm"),
                 ("a target that matches nothing", tiny_qwen, ["q_proj", "qproj"], ValueError,
                  "qproj")):
             with report.case(label):
@@ -564,94 +481,111 @@ def inject_lora_hidden(ex: ModuleType, ref: ModuleType) -> None:
     report = HiddenReport("inject_lora")
     cases = [
         ("all-linear", tiny_qwen, "all-linear", dict(r=4, alpha=8.0)),
-        ("two targets with rsLoRA and dropout", lambda: tiny_qwen(tied=False),
+        ("two targets with rsLoRA and dropout", functools.partial(tiny_qwen, tied=False),
          ["q_proj", "v_proj"], dict(r=2, alpha=16.0, dropout=0.1, use_rslora=True)),
-        ("nested model with gaussian init", _Nested, ["proj", "head"],
+        ("nested model with gaussian init", NestedModel, ["proj", "head"],
          dict(r=1, alpha=3.0, init="gaussian")),
     ]
-    with patched(ex, LoRALinear=ref.LoRALinear, find_target_modules=ref.find_target_modules,
+    with patched(ex, LoRALinear=StandInLoRA, find_target_modules=ref.find_target_modules,
                  matches_target=ref.matches_target):
         for label, make, targets, settings in cases:
             with report.case(label):
-                _check_inject(report, ex, ref, make(), targets, settings)
+                _check_inject(report, ex, ref, make, targets, settings)
     report.finish()
 
 
-def _check_inject(report: HiddenReport, ex: ModuleType, ref: ModuleType, model: nn.Module,
+def _check_inject(report: HiddenReport, ex: ModuleType, ref: ModuleType, make: Callable,
                   targets, settings: dict) -> None:
-    names = ref.find_target_modules(model, targets)
-    originals = {name: model.get_submodule(name) for name in names}
-    before = _run(model)
+    local = make()                      # the same model as the learner's, built here
+    names = ref.find_target_modules(local, targets)
+    before = model_output(local)
+    model = beside(ex, make)
+    originals = beside(ex, probes.submodules, model, names)
     out = ex.inject_lora(model, targets, **settings)
     report.expect(out is model, "returns the model itself (changed in place)")
-    layers = ref.lora_layers(model)
-    report.expect(sorted(layers) == sorted(names), "exactly the target modules replaced",
-                  f"LoRA layers at {short(sorted(layers), 300)}, expected {short(names, 300)}")
-    expected = ref.LoRALinear(nn.Linear(8, 8), settings["r"], settings["alpha"],
-                              settings.get("dropout", 0.0), settings.get("use_rslora", False))
-    for name, original in originals.items():
-        layer = model.get_submodule(name)
-        if not report.expect(isinstance(layer, ref.LoRALinear), "each target is a LoRALinear",
-                             f"{name} is still a {type(layer).__name__}"):
+    seen = beside(ex, probes.injected_layers, model, names)
+    lora = sorted(beside(ex, probes.describe, model, StandInLoRA)["lora"])
+    report.expect(lora == sorted(names), "exactly the target modules replaced",
+                  f"LoRA layers at {short(lora, 300)}, expected {short(names, 300)}")
+    wanted = {"r": settings["r"], "alpha": settings["alpha"],
+              "dropout": settings.get("dropout", 0.0),
+              "use_rslora": settings.get("use_rslora", False),
+              "init": settings.get("init", "kaiming")}
+    for name, layer in seen["layers"].items():
+        if not report.expect(layer["stand_in"], "each target is a LoRALinear",
+                             f"{name} is still a {layer['type']}"):
             continue
-        report.expect(layer.base_layer is original, "base_layer is the original module")
-        report.expect(layer.r == settings["r"] and math.isclose(layer.scaling, expected.scaling)
-                      and dropout_p(layer) == settings.get("dropout", 0.0),
-                      "r, alpha, dropout and rsLoRA passed on",
-                      f"{name}: r={layer.r}, scaling={layer.scaling}, expected "
-                      f"r={expected.r}, scaling={expected.scaling}")
+        report.expect(layer["base"] is originals[name], "base_layer is the original module")
+        got = layer["settings"]
+        report.expect({k: got.get(k) for k in ("r", "alpha", "dropout", "use_rslora")} ==
+                      {k: wanted[k] for k in ("r", "alpha", "dropout", "use_rslora")},
+                      "r, alpha, dropout and rsLoRA passed on", f"{name}: got {got}, "
+                      f"expected {wanted}")
         if settings.get("init") == "gaussian":
-            report.expect(layer.lora_A.weight.abs().max() > 1 / math.sqrt(original.in_features),
-                          "init passed on", f"{name}: A looks kaiming-uniform, not gaussian")
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+            report.expect(got.get("init") == "gaussian", "init passed on",
+                          f"{name}: LoRALinear got init={got.get('init')!r}")
+    trainable = set(seen["trainable"])
     expected_trainable = {f"{n}.{part}.weight" for n in names for part in ("lora_A", "lora_B")}
     report.expect(trainable == expected_trainable, "only lora_A and lora_B trainable",
                   f"also trainable: {short(sorted(trainable - expected_trainable), 300)}; "
                   f"frozen: {short(sorted(expected_trainable - trainable), 300)}")
-    after = _run(model)
+    after = seen["output"]
     report.expect(_close(after, before), "same outputs right after injection", _diff(after, before))
 
 
 @_seeded
 def count_parameters_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """count_parameters: (trainable, total), tied or shared tensors once, buffers not counted."""
-    def injected():
-        return ref.inject_lora(tiny_qwen(), "all-linear", r=4, alpha=8)
+    def injected():   # peft's LoRA layers: a model of the reference's would be the answer
+        from peft import LoraConfig, get_peft_model
+        return get_peft_model(tiny_qwen(), LoraConfig(r=4, lora_alpha=8,
+                                                      target_modules="all-linear"))
 
     def frozen():
         return tiny_qwen(tied=False).requires_grad_(False)
 
     models = [("tied embeddings", tiny_qwen), ("untied embeddings", lambda: tiny_qwen(False)),
-              ("after inject_lora", injected), ("shared layer, buffer, frozen head", _shared),
+              ("after LoRA injection (peft)", injected), ("shared layer, buffer, frozen head", shared_layer_model),
               ("everything frozen", frozen)]
     compare_with_reference("count_parameters", ex.count_parameters, ref.count_parameters,
                            [(label, (make(),), {}) for label, make in models])
+
+
+# models with stand-in LoRA layers: (label, builder, targets, merged_first), built the same way
+# here and where the learner's code runs
+ADAPTER_CASES = [("Qwen2 with two targets", tiny_qwen, ["q_proj", "down_proj"], False),
+                 ("nested model", NestedModel, "all-linear", False),
+                 ("one layer merged", functools.partial(tiny_qwen, tied=False), "all-linear",
+                  True)]
+
+
+def _with_stand_ins(ex: ModuleType | None, ref: ModuleType, make: Callable, targets,
+                    r: int, alpha: float, seed: int, merged_first: bool):
+    """(the model here, its names of LoRA layers, the same model where the learner's code runs
+    when `ex` is given)."""
+    local = make()
+    names = ref.find_target_modules(local, targets)
+    probes.with_stand_ins(local, names, r, alpha, seed, merged_first)
+    if ex is None:
+        return local, names, None
+    model = beside(ex, make)
+    beside(ex, probes.with_stand_ins, model, names, r, alpha, seed, merged_first)
+    return local, names, model
 
 
 @_seeded
 def adapter_state_dict_hidden(ex: ModuleType, ref: ModuleType) -> None:
     """adapter_state_dict: peft's keys for every LoRA layer, A and B only, equal values."""
     report = HiddenReport("adapter_state_dict")
-
-    def qwen():
-        return ref.inject_lora(tiny_qwen(), ["q_proj", "down_proj"], r=4, alpha=8)
-
-    def nested():
-        return ref.inject_lora(_Nested(), "all-linear", r=2, alpha=4)
-
-    def merged():
-        model = ref.inject_lora(tiny_qwen(tied=False), "all-linear", r=2, alpha=4)
-        _randomise(ref, model, seed=1)
-        next(iter(ref.lora_layers(model).values())).merge()
-        return model
-
-    with patched(ex, LoRALinear=ref.LoRALinear):
-        for label, make in (("Qwen2 with two targets", qwen), ("nested model", nested),
-                            ("one layer merged", merged)):
+    with patched(ex, LoRALinear=StandInLoRA), patched(ref, LoRALinear=StandInLoRA):
+        for label, make, targets, merged_first in ADAPTER_CASES:
             with report.case(label):
-                model = make()
-                _randomise(ref, model)
-                got, expected = ex.adapter_state_dict(model), ref.adapter_state_dict(model)
+                local, _, model = _with_stand_ins(ex, ref, make, targets, r=2, alpha=4, seed=1,
+                                                  merged_first=merged_first)
+                got, expected = ex.adapter_state_dict(model), ref.adapter_state_dict(local)
+                if not report.expect(isinstance(got, dict), "returns a dict",
+                                     f"got {type(got).__name__}"):
+                    continue
                 missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
                 report.expect(not missing and not extra, "peft's key names, A and B only",
                               f"missing {short(missing, 200)}, unexpected {short(extra, 200)}")
@@ -672,43 +606,41 @@ def merge_and_unload_hidden(ex: ModuleType, ref: ModuleType) -> None:
     same outputs; the original state_dict keys; returns the model."""
     report = HiddenReport("merge_and_unload")
     cases = [("Qwen2 all-linear", tiny_qwen, "all-linear", False),
-             ("one layer already merged", lambda: tiny_qwen(tied=False), ["q_proj", "up_proj"],
-              True),
-             ("nested model", _Nested, ["proj", "head"], False)]
-    with patched(ex, LoRALinear=ref.LoRALinear):
-        for label, make, targets, premerge in cases:
+             ("one layer already merged", functools.partial(tiny_qwen, tied=False),
+              ["q_proj", "up_proj"], True),
+             ("nested model", NestedModel, ["proj", "head"], False)]
+    with patched(ex, LoRALinear=StandInLoRA):
+        for label, make, targets, merged_first in cases:
             with report.case(label):
-                model = make()
-                keys = set(model.state_dict())
-                ref.inject_lora(model, targets, r=2, alpha=6)
-                _randomise(ref, model, seed=2)
-                layers = ref.lora_layers(model)
-                bases = {n: m.base_layer for n, m in layers.items()}
-                merged_w = {n: (m.base_layer.weight + ref.LoRALinear.get_delta_weight(m)).detach()
-                            for n, m in layers.items()}
-                if premerge:
-                    next(iter(layers.values())).merge()
-                before = _run(model)
+                keys = set(make().state_dict())
+                local, names, model = _with_stand_ins(ex, ref, make, targets, r=2, alpha=6,
+                                                      seed=2, merged_first=merged_first)
+                layers = {n: local.get_submodule(n) for n in names}
+                merged_w = {n: m.base_layer.weight.detach() + (
+                    0 if m.merged else m.get_delta_weight().detach()) for n, m in layers.items()}
+                before = model_output(local)
                 out = ex.merge_and_unload(model)
                 report.expect(out is model, "returns the model itself")
-                report.expect(not ref.lora_layers(model), "no LoRA layer left",
-                              f"still there: {short(sorted(ref.lora_layers(model)), 200)}")
-                for name, base in bases.items():
-                    module = model.get_submodule(name)
-                    if not report.expect(type(module) is nn.Linear, "each LoRA layer replaced "
+                seen = beside(ex, probes.unloaded, model, names)
+                report.expect(not seen["left"], "no LoRA layer left",
+                              f"still there: {short(sorted(seen['left']), 200)}")
+                for name, layer in layers.items():
+                    module = seen["modules"][name]
+                    if not report.expect(module["linear"], "each LoRA layer replaced "
                                          "by an nn.Linear (its base_layer)",
-                                         f"{name} is a {type(module).__name__}"):
+                                         f"{name} is a {module['type']}"):
                         continue
-                    report.expect(_close(module.weight, merged_w[name], WEIGHT_TOL),
+                    report.expect(_close(module["weight"], merged_w[name], WEIGHT_TOL),
                                   "weights merged once", f"{name}: "
-                                  f"{_diff(module.weight, merged_w[name])}")
-                    report.expect((module.bias is None) == (base.bias is None) and (
-                        base.bias is None or torch.equal(module.bias, base.bias)),
+                                  f"{_diff(module['weight'], merged_w[name])}")
+                    bias = layer.base_layer.bias
+                    report.expect((module["bias"] is None) == (bias is None) and (
+                        bias is None or torch.equal(module["bias"], bias.detach())),
                         "bias unchanged", name)
-                report.expect(set(model.state_dict()) == keys, "the original state_dict keys",
-                              f"extra {short(sorted(set(model.state_dict()) - keys), 200)}, "
-                              f"missing {short(sorted(keys - set(model.state_dict())), 200)}")
-                after = _run(model)
+                report.expect(set(seen["keys"]) == keys, "the original state_dict keys",
+                              f"extra {short(sorted(set(seen['keys']) - keys), 200)}, "
+                              f"missing {short(sorted(keys - set(seen['keys'])), 200)}")
+                after = seen["output"]
                 report.expect(_close(after, before), "same outputs after merge_and_unload",
                               _diff(after, before))
     report.finish()

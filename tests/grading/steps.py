@@ -34,6 +34,8 @@ class Step:
     #                                   cells in-process (ALL: every one); paths under wrong/<step>
     nbgrader: tuple[str, ...]         # wrong implementations graded by real nbgrader (CLASSIC:
     #                                   every classic mistake)
+    trusted: tuple[str, ...] = ()     # wrong implementations graded by the trusted grader
+    #                                   directly (its verdicts, without nbgrader's batch)
     environment: dict[str, str] = field(default_factory=dict)  # for the nbgrader batch
     threads: int | None = 1           # torch threads for the in-process harnesses
     budget_s: float = 60              # autograde CPU seconds per submission
@@ -98,7 +100,10 @@ STEPS = [
                             "dropout_on_output", "base_weight_trainable", "base_bias_trainable",
                             "merge_without_scaling", "unmerge_not_restoring",
                             "wrong_modules_substring", "rslora_ignored", "merge_twice_doubles"}),
-         notebook=ALL, nbgrader=("no_scaling", "b_random_init", "unload_without_merge")),
+         # its tests change the learner's layers and models where they live (the grading
+         # worker): every classic mistake through the trusted grader too
+         notebook=ALL, nbgrader=("no_scaling", "b_random_init", "unload_without_merge"),
+         trusted=CLASSIC),
 ]
 BY_NAME = {s.name: s for s in STEPS}
 

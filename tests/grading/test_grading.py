@@ -7,6 +7,8 @@ Harnesses, fastest first:
 - notebook: the instructor notebook's test cells (visible checks and hidden tests) run in this
             process as the grader runs them (`InProcessNotebook`); the table's wrong
             implementations. A classic mistake's visible check also names it (EXPECT_MESSAGE).
+- trusted:  the trusted grader (course.nbgrader.trusted) on a submission folder, the learner's
+            module in its jailed worker; the table's wrong implementations.
 - nbgrader: release -> collect -> one real autograde batch per step; the table's few.
 
 The same assertion everywhere: the reference passes everything (full marks), the blank release
@@ -35,6 +37,7 @@ CASES = {  # harness -> [(step, wrong file)]
     "hidden": [(s, w) for s in STEPS for w in s.wrong()],
     "notebook": [(s, w) for s in STEPS for w in s.wrong(s.notebook)],
     "nbgrader": [(s, w) for s in STEPS for w in s.wrong(s.nbgrader)],
+    "trusted": [(s, w) for s in STEPS if s.trusted for w in s.wrong(s.trusted)],
 }
 
 
@@ -180,7 +183,32 @@ def test_notebook_tests_catch_exactly_the_named_tests(in_process, step, wrong):
             f"{wrong.name}: no visible check says {message!r}: {[str(e)[:300] for e in visible]}"
 
 
-# --- harness 3: real nbgrader ---------------------------------------------------------------------
+# --- harness 3: the trusted grader, directly -------------------------------------------------------
+def _trusted_losses(step, text: str, folder) -> set[str]:
+    from course.nbgrader.trusted import grader_for
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / step.module).write_text(text, encoding="utf-8")
+    # the instructor notebook: its solution cells (a value the learner chooses) are answered
+    notebook = REPO_ROOT / "solutions" / step.name / "tutorial.ipynb"
+    (folder / notebook.name).write_bytes(notebook.read_bytes())
+    grading = grader_for(step.name).grade(folder)
+    return {gid for gid, verdict in grading.verdicts.items() if not verdict.passed}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [s for s in STEPS if s.trusted], ids=lambda s: s.name)
+def test_trusted_grader_gives_the_reference_full_marks(step, tmp_path):
+    assert _trusted_losses(step, reference_module(step.name, step.module), tmp_path) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step, wrong", CASES["trusted"], ids=_ids("trusted"))
+def test_trusted_grader_takes_exactly_the_named_tests(step, wrong, tmp_path):
+    lost = _trusted_losses(step, wrong_module(step.name, step.module, wrong), tmp_path)
+    assert lost == expected(wrong), f"{wrong.name}: lost {sorted(lost)}"
+
+
+# --- harness 4: real nbgrader ---------------------------------------------------------------------
 nbgrader = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 
 

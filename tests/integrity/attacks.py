@@ -129,9 +129,9 @@ BACKGROUND_FORK = _guarded('''
 
 STDERR_PRINT = '''
 import sys as _sys
-_honest = collate
-def collate(*args, **kwargs):
-    print("debug: collate called", file=_sys.stderr)
+_honest = __FUNCTION__
+def __FUNCTION__(*args, **kwargs):
+    print("debug: __FUNCTION__ called", file=_sys.stderr)
     return _honest(*args, **kwargs)
 '''
 
@@ -157,6 +157,8 @@ ATTACKS = [
 ]
 
 
-def hostile_module(attack: Attack, blank: str, reference: str) -> str:
-    """The module text of `attack` on its base."""
-    return (reference if attack.base == "reference" else blank) + "\n" + attack.code
+def hostile_module(attack: Attack, blank: str, reference: str, function: str) -> str:
+    """The module text of `attack` on its base; `function` is the exercise function an attack
+    on one function (the stderr print) wraps."""
+    code = attack.code.replace("__FUNCTION__", function)
+    return (reference if attack.base == "reference" else blank) + "\n" + code
