@@ -11,9 +11,9 @@ import pytest
 from course.nbgrader.feedback import generate_feedback, page_text
 from course.nbgrader.fixtures import GradedBatch, lost_tests
 from course.nbgrader.gradebook import read_scores
-from steps import BY_NAME
+from steps import BY_NAME, NBGRADER_GROUPS
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(NBGRADER_GROUPS["step1_data"])]
 
 STEP = "step1_data"
 WRONG = BY_NAME[STEP].wrong(BY_NAME[STEP].nbgrader)

@@ -31,7 +31,7 @@ from course.nbgrader import released_steps
 from course.nbgrader.fixtures import reference_module, wrong_module
 from course.nbgrader.hooks import strip_solutions
 from course.notebook import GRADING_ENV
-from steps import STEPS, expected, expected_message
+from steps import NBGRADER_GROUPS, STEPS, expected, expected_message
 
 CASES = {  # harness -> [(step, wrong file)]
     "hidden": [(s, w) for s in STEPS for w in s.wrong()],
@@ -209,10 +209,13 @@ def test_trusted_grader_takes_exactly_the_named_tests(step, wrong, tmp_path):
 
 
 # --- harness 4: real nbgrader ---------------------------------------------------------------------
-nbgrader = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
+def nbgrader(step) -> list:
+    """Marks of a real-nbgrader test: the batches run one after the other on one xdist worker,
+    except step 1's (the longest, with its hostile submissions), which has a worker to itself."""
+    return [pytest.mark.slow, pytest.mark.xdist_group(NBGRADER_GROUPS.get(step.name, "nbgrader"))]
 
 
-@pytest.mark.parametrize("step", [pytest.param(s, marks=nbgrader) for s in STEPS],
+@pytest.mark.parametrize("step", [pytest.param(s, marks=nbgrader(s)) for s in STEPS],
                          ids=[s.name for s in STEPS])
 def test_nbgrader_gives_the_reference_full_marks_and_the_blank_release_zero(graded, step):
     batch = graded(step.name)
@@ -226,7 +229,7 @@ def test_nbgrader_gives_the_reference_full_marks_and_the_blank_release_zero(grad
     assert errors <= {"NotImplementedError", "TodoNotDone"}, "every failure is a TODO's hint"
 
 
-@pytest.mark.parametrize("step, wrong", [pytest.param(s, w, marks=nbgrader)
+@pytest.mark.parametrize("step, wrong", [pytest.param(s, w, marks=nbgrader(s))
                                          for s, w in CASES["nbgrader"]], ids=_ids("nbgrader"))
 def test_nbgrader_takes_exactly_the_named_tests_points(graded, step, wrong):
     batch = graded(step.name)
@@ -238,7 +241,7 @@ def test_nbgrader_takes_exactly_the_named_tests_points(graded, step, wrong):
     assert result.score == pytest.approx(step.max_score() - sum(points[n] for n in lost))
 
 
-@pytest.mark.parametrize("step", [pytest.param(s, marks=nbgrader) for s in STEPS],
+@pytest.mark.parametrize("step", [pytest.param(s, marks=nbgrader(s)) for s in STEPS],
                          ids=[s.name for s in STEPS])
 def test_nbgrader_autograde_fits_its_budget(graded, step):
     """60 s per submission on 2 cores (step 3: 90 s), as CPU time (a shared, overloaded machine
