@@ -5,7 +5,7 @@ submission (whose score alone is known from the hidden tests), and every attack 
 Each attack gets exactly the points its functions earn (the blank module earns what its notebook
 earns without the attack; a correct module with a stderr print earns all), and the honest submissions get the score they get alone.
 `make grade` (self-grading) is checked on the attack that needs no knowledge of the checks. Runs
-in the "hostile" xdist group (a worker of its own).
+in the "nbgrader" xdist group.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .attacks import ATTACKS, hostile_module
 sys.path.insert(0, str(REPO_ROOT / "tests" / "grading"))
 from steps import BY_NAME  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 
 LIMITS = dict(COURSE_CELL_TIMEOUT="600", COURSE_NOTEBOOK_TIMEOUT="1800")
 
