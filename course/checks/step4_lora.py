@@ -92,13 +92,6 @@ def shared_layer_model() -> nn.Module:
     return model
 
 
-def _logits(model: nn.Module) -> torch.Tensor:
-    ids = torch.randint(0, model.config.vocab_size, (2, 7),
-                        generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        return model(ids).logits
-
-
 def _randomise_lora(model: nn.Module, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -362,7 +355,7 @@ def check_find_target_modules(ex: ModuleType) -> None:
 
 def check_inject_lora(ex: ModuleType) -> None:
     model = beside(ex, tiny_qwen)
-    before = beside(ex, _logits, model)
+    before = beside(ex, model_output, model, 3)
     out = call(ex.inject_lora, model, ["q_proj", "v_proj"], 2, 4.0,
                what="inject_lora(model, ['q_proj', 'v_proj'], r=2, alpha=4)")
     if out is not model:
@@ -382,7 +375,7 @@ def check_inject_lora(ex: ModuleType) -> None:
              detail=f"{len(trainable)} tensors train, expected {len(want)} (lora_A and lora_B "
                     f"of each target)" + (f"; also training: {extra[:3]}" if extra else
                                           f"; missing: {sorted(set(want) - set(trainable))[:3]}"))
-    if not _close(beside(ex, _logits, model), before):
+    if not _close(beside(ex, model_output, model, 3), before):
         fail("the model's outputs are unchanged right after injection (B = 0)")
     passed("q_proj and v_proj wrapped in place; only A and B train; outputs unchanged at init")
 
@@ -432,10 +425,10 @@ def check_adapter_state_dict(ex: ModuleType) -> None:
 def check_merge_and_unload(ex: ModuleType) -> None:
     model = beside(ex, tiny_qwen)
     keys = set(beside(ex, describe, model, nn.Linear)["keys"])
-    plain = beside(ex, _logits, model)
+    plain = beside(ex, model_output, model, 3)
     call(ex.inject_lora, model, "all-linear", 2, 4.0, what="inject_lora(model, 'all-linear')")
     beside(ex, _randomise_lora, model)
-    adapted = beside(ex, _logits, model)
+    adapted = beside(ex, model_output, model, 3)
     out = call(ex.merge_and_unload, model, what="merge_and_unload(model)")
     if out is not model:
         fail("merge_and_unload returns the model itself")
@@ -443,7 +436,7 @@ def check_merge_and_unload(ex: ModuleType) -> None:
     left = view["lora"]
     if left:
         fail("no LoRALinear is left: each is replaced by its base_layer", got=left[:3])
-    after = beside(ex, _logits, model)
+    after = beside(ex, model_output, model, 3)
     if not _close(after, adapted, 1e-4):
         fail("the merged model gives the adapted model's outputs",
              mistake="base layers put back without merging: the fine-tuning is lost"
