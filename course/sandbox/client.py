@@ -11,11 +11,15 @@ back as the same built-in exception type (or a local stand-in class for the lear
 exception classes) with its message; `NotImplementedError` stays `NotImplementedError`, so an
 unfinished TODO is recognised. Tensors sent to the worker are tracked: what the call changed in
 them (values, `.grad`, `requires_grad`) is copied back here, so `train_step(model, optimizer, ...)`
-updates the grader's model and optimizer as it would in one process.
+updates the grader's model and optimizer as it would in one process. A tokenizer goes by value
+once per worker and is then named by reference while its state is unchanged: the learner's code
+gets the same tokenizer object in every call, as in a notebook (and a change it makes to it stays
+in the worker).
 """
 from __future__ import annotations
 
 import builtins
+import hashlib
 import io
 import os
 import select
@@ -38,6 +42,17 @@ _HEADER = struct.Struct("<Q")
 REFERENCE_PREFIX = "_course_reference_"   # course.grading.load_reference's module names
 # objects of the grader's whose state a call may change, synced back after it
 SYNCED_TYPES = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+_PINNED: dict[type, bool] = {}   # type -> sent once per worker (see _pinned)
+
+
+def _pinned(cls: type) -> bool:
+    """Whether objects of `cls` are sent once per worker: tokenizers (large, many internal
+    dicts that tracking would walk on every call, and read-only to the exercises)."""
+    pinned = _PINNED.get(cls)
+    if pinned is None:
+        base = getattr(sys.modules.get("transformers"), "PreTrainedTokenizerBase", None)
+        pinned = _PINNED[cls] = base is not None and issubclass(cls, base)
+    return pinned
 
 
 class WorkerError(RuntimeError):
@@ -90,6 +105,8 @@ class _Pickler(cloudpickle.Pickler):
         t = type(obj)
         if t is RemoteObject:
             return ("h", object.__getattribute__(obj, "_handle").id)
+        if _pinned(t):
+            return ("p", *self.worker._pin(obj))
         if (t is dict or t is list) and id(obj) not in self.own:
             # the grader's lists and dicts keep their identity in the worker and come back as
             # the same objects (with what the worker changed in them): see worker._Tracked
@@ -285,6 +302,7 @@ class Worker:
         self._next_rid = 0
         self._tokens: dict[int, int] = {}
         self._sent: dict[int, torch.Tensor] = {}
+        self._pins: dict[bytes, int] = {}   # digest of a pinned object's state -> its token
         self._proxies: "weakref.WeakValueDictionary[int, RemoteObject]" = \
             weakref.WeakValueDictionary()
         self._log = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -424,6 +442,17 @@ class Worker:
             self._tokens[id(tensor)] = token
             self._sent[token] = tensor
         return token
+
+    def _pin(self, obj: Any) -> tuple[int, bytes | None]:
+        """(token, state) of a pinned object: its pickled state the first time the worker sees
+        this state, None after that (the worker reuses its copy)."""
+        data = cloudpickle.dumps(obj, protocol=5)
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        token = self._pins.get(digest)
+        if token is not None:
+            return token, None
+        token = self._pins[digest] = len(self._pins) + 1
+        return token, data
 
     def _graph(self, gid: int, tokens: list[int], value: torch.Tensor) -> torch.Tensor:
         """An answer with an autograd graph in the worker: connected here to the grader's tensors
