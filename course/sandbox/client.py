@@ -42,6 +42,7 @@ _HEADER = struct.Struct("<Q")
 REFERENCE_PREFIX = "_course_reference_"   # course.grading.load_reference's module names
 # objects of the grader's whose state a call may change, synced back after it
 SYNCED_TYPES = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+_LAZY_ROWS = ("LazyBatch", "LazyRow")   # datasets' views of a table, sent as plain dicts
 _PINNED: dict[type, bool] = {}   # type -> sent once per worker (see _pinned)
 
 
@@ -116,6 +117,9 @@ class _Pickler(cloudpickle.Pickler):
         return None
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj).__name__ in _LAZY_ROWS and type(obj).__module__.startswith("datasets."):
+            # a batch or row of `datasets.map`: its columns, not the whole Arrow table it views
+            return dict, (dict(obj.items()),)
         if isinstance(obj, torch.Tensor) and type(obj) in (torch.Tensor, torch.nn.Parameter) \
                 and id(obj) not in self.raw_ids:
             raw = obj.detach()

@@ -12,6 +12,9 @@ LEARNER = textwrap.dedent("""
     def seen(tokenizer):
         return id(tokenizer), tokenizer.padding_side, len(tokenizer("a b c")["input_ids"])
 
+    def columns(batch):
+        return {"kind": [type(batch).__name__] * len(batch["text"])}
+
     def spoil(tokenizer):
         tokenizer.padding_side = "spoiled"
         tokenizer.add_tokens(["<spoiled>"])
@@ -43,3 +46,13 @@ def test_what_the_learner_does_to_a_tokenizer_stays_in_the_worker(worker):
     assert ex.spoil(tok) == size + 1
     assert (tok.padding_side, len(tok)) == (side, size)     # the grader's copy is untouched
     assert ex.seen(tok)[1] == "spoiled"                      # as in a notebook: one object
+
+
+def test_a_datasets_map_batch_goes_as_its_columns_not_the_whole_table(worker):
+    from datasets import Dataset
+    ex = worker.module("learner")
+    table = Dataset.from_dict({"text": [f"row {i} " * 200 for i in range(20_000)]})
+    subset = table.select(range(0, len(table), 1000))     # a view of the whole table
+    out = subset.map(ex.columns, batched=True, batch_size=8, remove_columns=["text"],
+                     keep_in_memory=True, new_fingerprint="columns")
+    assert out["kind"] == ["dict"] * 20
