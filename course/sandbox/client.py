@@ -106,8 +106,6 @@ class _Pickler(cloudpickle.Pickler):
         t = type(obj)
         if t is RemoteObject:
             return ("h", object.__getattribute__(obj, "_handle").id)
-        if _pinned(t):
-            return ("p", *self.worker._pin(obj))
         if (t is dict or t is list) and id(obj) not in self.own:
             # the grader's lists and dicts keep their identity in the worker and come back as
             # the same objects (with what the worker changed in them): see worker._Tracked
@@ -120,6 +118,9 @@ class _Pickler(cloudpickle.Pickler):
         if type(obj).__name__ in _LAZY_ROWS and type(obj).__module__.startswith("datasets."):
             # a batch or row of `datasets.map`: its columns, not the whole Arrow table it views
             return dict, (dict(obj.items()),)
+        if _pinned(type(obj)):
+            from course.sandbox import worker as worker_module
+            return worker_module._pinned_object, self.worker._pin(obj)
         if isinstance(obj, torch.Tensor) and type(obj) in (torch.Tensor, torch.nn.Parameter) \
                 and id(obj) not in self.raw_ids:
             raw = obj.detach()

@@ -123,6 +123,17 @@ def _rebuild_object(token: int, make: Any, args: tuple) -> Any:
     return obj
 
 
+PINNED: dict[int, Any] = {}   # objects the grader sends once (client._pinned): token -> object
+
+
+def _pinned_object(token: int, data: bytes | None) -> Any:
+    """Unpickling hook for a tokenizer the grader sent (see client._pinned): its state the
+    first time, then its token only; the same object every time."""
+    if data is not None:
+        PINNED[token] = pickle.loads(data)  # noqa: S301 - the grader's own object
+    return PINNED[token]
+
+
 def _shallow(obj: Any) -> tuple:
     """A list's or dict's items, atoms by value and everything else by identity."""
     def atom(v: Any) -> Any:
@@ -182,18 +193,12 @@ class _Registry:
 
 
 REGISTRY = _Registry()
-PINNED: dict[int, Any] = {}   # objects the grader sends once (client._pinned): token -> object
 
 
 class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "h":
             return REGISTRY.get(pid[1])
-        if isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "p":
-            _, token, data = pid   # a tokenizer: its state the first time, then its token only
-            if data is not None:
-                PINNED[token] = pickle.loads(data)  # noqa: S301 - the grader's own object
-            return PINNED[token]
         if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "c":
             # a list or dict of the grader's (client._Pickler): the same object every time
             _, token, kind, items = pid
