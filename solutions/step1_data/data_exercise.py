@@ -151,8 +151,10 @@ def clean_conversations(conversations: list[list[dict]], tokenizer, max_tokens: 
     Returns `(kept, dropped)`: `kept` holds the kept conversations (the same objects, in their
     original order); `dropped` is `[(index, reason), ...]` in order, index into `conversations`.
 
+    >>> from course.models import load_tokenizer
     >>> ok = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    >>> kept, dropped = clean_conversations([ok, ok, [{"role": "user", "content": ""}]], tok, 512)
+    >>> empty = [{"role": "user", "content": ""}]
+    >>> kept, dropped = clean_conversations([ok, ok, empty], load_tokenizer(), 512)
     >>> dropped
     [(1, 'duplicate'), (2, 'empty_content')]
     """

@@ -58,13 +58,15 @@ print(f"tokenizer: {len(tokenizer):,} tokens, end of turn {tokenizer.eos_token!r
 #
 # | shape | one record | seen in |
 # |---|---|---|
-# | Alpaca | `{"instruction", "input", "output"}` | Stanford Alpaca, Dolly |
+# | Alpaca | `{"instruction", "input", "output"}` | Stanford Alpaca |
 # | ShareGPT | `{"conversations": [{"from", "value"}]}`, from = system / human / gpt | chat logs |
 # | messages | `{"messages": [{"role", "content"}]}`, role = system / user / assistant | OpenAI |
 #
 # Where the data comes from matters more than how much of it there is. Alpaca's 52k examples
 # were generated cheaply by a bigger model (text-davinci-003, with the Self-Instruct method);
-# Dolly's 15k were written by people; Open-Orca has millions of GPT-4-style answers. A few
+# Dolly's 15k were written by people (its fields, `instruction`, `context`, `response` and
+# `category`, map onto Alpaca's shape); Open-Orca holds about 1M answers written by GPT-4 and
+# 3.2M by GPT-3.5, for FLAN questions with a system prompt asking for explanations. A few
 # thousand **diverse and correct** examples beat many repetitive or noisy ones — which is why
 # section 5 cleans the data.
 #
@@ -102,9 +104,11 @@ for shape in raw:
 # ### Response:
 # ```
 #
-# The model is trained to continue after `### Response:\n` with the output. The markers are
-# ordinary text: nothing stops a story from containing `### Response:`, and the model has no
-# single token that means "the answer ends here". Chat templates (section 4) fix both.
+# The model is trained to continue after `### Response:\n` with the output, followed by the
+# tokenizer's end-of-sequence token (EOS, which Alpaca's training code appends to every output):
+# that is how it learns to stop. The markers are ordinary text: nothing stops a story from
+# containing `### Response:`, and there is no marker for who speaks in a conversation of several
+# turns. Chat templates (section 4) fix both.
 #
 # **TODO 1** — implement `alpaca_prompt(record)` in `data_exercise.py`.
 
@@ -210,7 +214,8 @@ print(tokenizer.tokenize("<|im_start|>user\nWho?<|im_end|>\n"))
 
 # %% [markdown]
 # **TODO 3** — implement `format_conversation(messages, tokenizer, add_generation_prompt=False)`:
-# the text by hand, then its token ids (tokenize the text; add no special tokens of your own).
+# the text by hand, then its token ids: tokenize the text with `add_special_tokens=False`, so
+# the tokenizer adds no token of its own (a BOS, say) beyond those your text already holds.
 
 # %%
 example = conversations[0]
