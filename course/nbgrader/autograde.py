@@ -34,6 +34,7 @@ from course.nbgrader.execute import KERNEL_DIED, NOT_RUN, TIMEOUT, UNRESPONSIVE
 from course.nbgrader.gradebook import (format_table, read_scores, register_learners, test_order,
                                       write_csv)
 from course.nbgrader.structure import read_notebook, structure_events
+from course.sandbox.jail import JailUnavailable, check_jail
 
 TODO = re.compile(r"TODO not done\S*: (\w+)\(\)")
 FAILED = re.compile(r"There was an error processing assignment '([^']+)' for student '([^']+)'")
@@ -151,6 +152,7 @@ def _read_verdict(gid: str, verdict: dict, result: Result, todos: list[str]) -> 
 
 def autograde(root: Path, step: str, students: list[str] | None = None) -> list[Result]:
     """Grade `step` (all submissions, or `students`) in one nbgrader run; results by learner."""
+    check_jail()   # learner code runs jailed, or not at all unless COURSE_JAIL=0
     subs = submissions(root, step, students)
     results = {s: Result(s) for s in subs}
     for student, folder in subs.items():
@@ -201,6 +203,11 @@ def report(root: Path, step: str, results: list[Result], seconds: float) -> Path
 def main(argv: list[str] | None = None) -> int:
     steps, students = batch_arguments(__doc__.splitlines()[0], argv)
     root = course_root()
+    try:
+        check_jail()
+    except JailUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for step in steps:
         start = time.monotonic()
         results = autograde(root, step, students)

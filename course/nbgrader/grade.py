@@ -24,6 +24,7 @@ from course.nbgrader.collect import submit
 from course.nbgrader.feedback import generate_feedback
 from course.nbgrader.gradebook import format_table, test_order
 from course.nbgrader.release import generate
+from course.sandbox.jail import JailUnavailable, check_jail
 
 STUDENT = "self"
 
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.step!r}: no such step in {solutions_dir()} "
                  f"(grading needs the instructor source; steps: {released_steps()})")
     folder = args.folder or REPO_ROOT / args.step
+    try:
+        check_jail()
+    except JailUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     start = time.monotonic()
     result, names, page = grade(args.step, folder, args.root)
     rows = [[n, f"{result.tests[n][0]:g} / {result.tests[n][1]:g}",

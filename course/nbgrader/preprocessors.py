@@ -12,7 +12,7 @@ from traitlets import List, Unicode
 
 from course.nbgrader import HIDDEN_MARKERS
 from course.nbgrader.execute import KERNEL_DIED, NOT_RUN, TIMEOUT, UNRESPONSIVE, error_output
-from course.nbgrader.structure import repair
+from course.nbgrader.structure import grade_id, repair
 
 
 class RestoreCells(NbGraderPreprocessor):
@@ -40,22 +40,38 @@ class RestoreCells(NbGraderPreprocessor):
 
 
 class RedactHiddenTests(NbGraderPreprocessor):
-    """For feedback: in every cell with hidden tests, replace the hidden region by a comment and
-    the outputs by one line — the error's name and, only for errors whose message is meant for
-    learners, its first line (HiddenTestFailure's public summary, a TODO hint, a time limit)."""
+    """For feedback: every cell that holds hidden tests in the instructor's source notebook
+    (found by its grade_id, never by what the submitted cell contains) shows the source's visible
+    part with the hidden region replaced by a comment, and its outputs become one line: the
+    error's name and, only for errors whose message is meant for learners, its first line
+    (HiddenTestFailure's public summary, a TODO hint, a time limit). Nothing a learner writes or
+    prints decides what is redacted.
 
+    Runs with the course root as working directory (nbgrader's converters chdir there)."""
+
+    source_directory = Unicode("source", help="nbgrader's source folder").tag(config=True)
     placeholder = Unicode("# (hidden tests ran here; their code is not shown)").tag(config=True)
     public_errors = List(
         ["HiddenTestFailure", "NotImplementedError", "TodoNotDone", TIMEOUT, KERNEL_DIED,
-         UNRESPONSIVE, NOT_RUN, "ImportError", "Tampering", "NoVerdict"],
+         UNRESPONSIVE, NOT_RUN, "ImportError", "Tampering", "NoVerdict", "ShortcutUsed"],
         help="Error names whose first message line may be shown to learners.",
     ).tag(config=True)
 
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code" or HIDDEN_MARKERS[0] not in cell.source:
-            return cell, resources
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        path = Path(os.getcwd()) / self.source_directory / info["assignment"] / (
+            f"{info['notebook']}.ipynb")
+        self.remember(nbformat.read(str(path), as_version=4))  # missing: no feedback goes out
+        return super().preprocess(nb, resources)
+
+    def remember(self, source: nbformat.NotebookNode) -> None:
+        """Take the hidden-test cells (grade_id -> instructor source) of `source`."""
+        self._hidden = {grade_id(c): c.source for c in source.cells
+                        if c.cell_type == "code" and HIDDEN_MARKERS[0] in c.source}
+
+    def _visible_part(self, source: str) -> str:
         lines, inside = [], False
-        for line in cell.source.splitlines():
+        for line in source.splitlines():
             if HIDDEN_MARKERS[0] in line:
                 inside = True
                 lines.append(line[: len(line) - len(line.lstrip())] + self.placeholder)
@@ -63,7 +79,14 @@ class RedactHiddenTests(NbGraderPreprocessor):
                 inside = False
             elif not inside:
                 lines.append(line)
-        cell.source = "\n".join(lines)
+        return "\n".join(lines)
+
+    def preprocess_cell(self, cell, resources, index):
+        source = self._hidden.get(grade_id(cell)) if cell.cell_type == "code" and \
+            grade_id(cell) else None
+        if source is None:
+            return cell, resources
+        cell.source = self._visible_part(source)
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if not errors:
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout",

@@ -100,6 +100,19 @@ def require_isolation() -> None:
                               f"or {OFF_HINT}.")
 
 
+def check_jail() -> None:
+    """Before a batch: raise JailUnavailable with one line saying why, if learner code would
+    run unjailed (unasked), or if the jail cannot be built here (its own error and the fix)."""
+    require_isolation()
+    if isolation() == "none":
+        return
+    run = subprocess.run(jailed_command([sys.executable, "-c", "import course"]),
+                         capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        lines = run.stderr.strip().splitlines() or [f"exit code {run.returncode}"]
+        raise JailUnavailable(f"the jail for learner code does not start here: {lines[-1]}")
+
+
 def visible_paths() -> list[Path]:
     """What of the repository jailed code may read: the `course` package (code and assets)
     and the committed results the notebooks quote. Plus COURSE_JAIL_READ (os.pathsep list)."""

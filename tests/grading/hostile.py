@@ -19,6 +19,25 @@ def _answer(nb, code):
     return _edit(nb, "choose_max_tokens", lambda c: setattr(c, "source", code))
 
 
+CHAT_TEMPLATE_SHORTCUT = '''
+
+def format_conversation(messages, tokenizer, add_generation_prompt=False):
+    """The library's template instead of one written by hand."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+    return {"text": text, "input_ids": list(tokenizer(text, add_special_tokens=False)["input_ids"])}
+'''
+
+
+def hidden_test_lines() -> list[str]:
+    """Lines of step 1's hidden tests (the instructor's notebook)."""
+    from course import REPO_ROOT
+    from course.nbgrader import HIDDEN_MARKERS
+    from course.nbgrader.hooks import region_lines, text_of
+    source = REPO_ROOT / "solutions" / "step1_data" / "tutorial.ipynb"
+    return [line for line in region_lines(text_of(source), HIDDEN_MARKERS) if len(line) >= 12]
+
+
 def hostile_submissions(solved, reference):
     """"hostile-<name>" -> (notebook, module source). Each is graded next to the good
     submissions."""
@@ -47,4 +66,12 @@ def hostile_submissions(solved, reference):
         "module_raises_on_import": (solved,
                                     reference + "\nraise RuntimeError('broken on purpose')\n"),
         "invalid_json": (nbformat.writes(solved)[:-200] + "\n}{", reference),
+        "not_implemented_on_import": (solved, reference + "\nraise NotImplementedError("
+                                              "'not finished yet')\n"),
+        "chat_template_shortcut": (solved, reference + CHAT_TEMPLATE_SHORTCUT),
+        # the learner's own text holds lines of the hidden tests (copied from a forum, say) and
+        # prints them: an honest module that must keep full marks and get its feedback page
+        "hidden_lines_in_text": (solved, reference + "".join(
+            f"\n# {line}" for line in hidden_test_lines()) + "\nprint(" + repr(
+            "\n".join(hidden_test_lines())) + ")\n"),
     }.items()}

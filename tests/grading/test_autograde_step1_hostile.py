@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from course.nbgrader.feedback import generate_feedback, page_text
+from course.nbgrader.feedback import generate_feedback, hidden_lines, leaks, page_text
 from course.nbgrader.fixtures import GradedBatch, lost_tests
 from course.nbgrader.gradebook import read_scores
 from steps import BY_NAME, NBGRADER_GROUPS
@@ -71,6 +71,32 @@ def test_tampered_notebooks_are_repaired_and_graded_in_full(batch, name, event):
     assert r.score == r.max_score == BY_NAME[STEP].max_score(), lost_tests(r)
 
 
+def test_not_implemented_at_import_is_an_import_error_not_a_grading_error(batch):
+    r = batch.results["hostile-not_implemented_on_import"]
+    assert r.status == "import-error", r.notes
+    assert any("NotImplementedError: not finished yet" in n for n in r.notes), r.notes
+    assert r.score == 0 and all("could not be imported" in why for why in r.reasons.values())
+
+
+def test_the_library_shortcut_loses_the_points_that_take_it(batch):
+    """format_conversation through apply_chat_template: every test that runs it loses its
+    points, each saying why; the rest of the module keeps them."""
+    r = batch.results["hostile-chat_template_shortcut"]
+    lost = lost_tests(r)
+    assert {"format_conversation", "format_conversation_hidden"} <= lost, lost
+    assert lost < set(r.tests), "tests that do not run format_conversation keep their points"
+    for test in lost:
+        assert "format_conversation calls apply_chat_template: write the template by hand" in \
+            r.reasons[test], (test, r.reasons[test])
+
+
+def test_hidden_test_lines_in_the_learners_text_cost_nothing(batch, feedback):
+    r = batch.results["hostile-hidden_lines_in_text"]
+    assert r.status == "ok" and r.score == r.max_score, (r.notes, r.reasons)
+    assert "hostile-hidden_lines_in_text" in feedback
+    assert "hidden tests ran here" in page_text(feedback["hostile-hidden_lines_in_text"])
+
+
 def test_module_raising_on_import_scores_zero_with_a_clear_status(batch):
     r = batch.results["hostile-module_raises_on_import"]
     assert r.status == "import-error", r.notes
@@ -102,3 +128,8 @@ def test_feedback_hides_hidden_tests_but_keeps_public_hints(batch, feedback):
     assert "format_conversation: " in wrong and "hidden cases differ from the reference" in wrong
     assert "random_conversation" not in wrong and "BEGIN HIDDEN" not in wrong
     assert "missing end token" in wrong  # the visible check's diagnosis is shown in full
+    # no page shows a hidden test's line, but the one whose learner wrote them there
+    secret = hidden_lines(batch.root, STEP)
+    shown = {s: leaks(p, secret) for s, p in feedback.items()
+             if s != "hostile-hidden_lines_in_text"}
+    assert not any(shown.values()), {s: v for s, v in shown.items() if v}

@@ -69,9 +69,15 @@ def test_repair_restores_deleted_and_renamed_cells_in_place():
 
 
 # --- feedback redaction --------------------------------------------------------------------------
-def _redact(source, outputs):
-    cell = new_code_cell(source, outputs=outputs)
-    cell, _ = RedactHiddenTests().preprocess_cell(cell, {}, 0)
+def _redact(source, outputs, submitted=None):
+    """Redact the submitted version (default: `source`) of a cell whose instructor source is
+    `source`."""
+    meta = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
+    cell = new_code_cell(source if submitted is None else submitted, outputs=outputs,
+                         metadata=meta)
+    redact = RedactHiddenTests()
+    redact.remember(new_notebook(cells=[new_code_cell(source, metadata=meta)]))
+    cell, _ = redact.preprocess_cell(cell, {}, 0)
     return cell
 
 
@@ -95,6 +101,16 @@ def test_redaction_keeps_only_the_public_line_of_a_hidden_test_failure():
     assert cell.outputs[0].evalue == "f: 2 of 9 hidden cases differ; failing kinds: empty input"
     assert _redact(HIDDEN, []).outputs[0].text == "hidden tests passed\n"
     assert _redact("no hidden part", []).source == "no hidden part"
+
+
+def test_redaction_goes_by_the_cell_not_by_what_it_contains():
+    """What the learner's copy of a cell says decides nothing: the instructor's hidden cell is
+    redacted whatever the submission put there, and a cell that has no hidden tests in the
+    source is shown as it is, markers and all."""
+    cell = _redact(HIDDEN, [], submitted="print('my own text')")
+    assert cell.source.startswith("# visible line\n# (hidden tests ran here")
+    mine = "### BEGIN HIDDEN TESTS\nfrom course.grading import load_reference\n"
+    assert _redact("visible = 1", [], submitted=mine).source == mine
 
 
 # --- hidden-test helpers -------------------------------------------------------------------------

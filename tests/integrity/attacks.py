@@ -135,6 +135,119 @@ def __FUNCTION__(*args, **kwargs):
     return _honest(*args, **kwargs)
 '''
 
+# The answer key from the course's git history: `git show HEAD:solutions/<step>/<module>`, with
+# git's ownership check lifted on the command line, exec'd over the module's own functions.
+GIT_SHOW = _guarded('''
+    import pathlib, subprocess, course
+    _name = pathlib.Path(__file__).name
+    _git = ["git", "-c", "safe.directory=*"]
+    for _up in pathlib.Path(course.__file__).resolve().parents:
+        if (_up / ".git").exists():
+            _paths = subprocess.run(_git + ["-C", str(_up), "ls-tree", "-r", "--name-only",
+                                            "HEAD", "solutions"],
+                                    capture_output=True, text=True).stdout.split()
+            for _path in _paths:
+                if _path.endswith("/" + _name):
+                    _key = subprocess.run(_git + ["-C", str(_up), "show", "HEAD:" + _path],
+                                          capture_output=True, text=True).stdout
+                    exec(compile(_key, __file__, "exec"), globals())
+            break
+''')
+
+# The same without a git binary: every object of .git (loose, or in a pack, deltas resolved)
+# read with zlib alone; the newest blob that holds this module's solution regions is exec'd.
+GIT_OBJECTS = _guarded('''
+    import os, pathlib, struct, zlib, course
+
+    def _inflate(data, at):
+        d = zlib.decompressobj()
+        return d.decompress(data[at:]) + d.flush()
+
+    def _delta(base, delta):
+        def size(at):
+            n = shift = 0
+            while True:
+                b = delta[at]; at += 1
+                n |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80:
+                    return n, at
+        _, at = size(0)
+        _, at = size(at)
+        out = bytearray()
+        while at < len(delta):
+            op = delta[at]; at += 1
+            if op & 0x80:
+                off = ln = 0
+                for i in range(4):
+                    if op & (1 << i):
+                        off |= delta[at] << (8 * i); at += 1
+                for i in range(3):
+                    if op & (0x10 << i):
+                        ln |= delta[at] << (8 * i); at += 1
+                out += base[off:off + (ln or 0x10000)]
+            else:
+                out += delta[at:at + op]; at += op
+        return bytes(out)
+
+    def _pack_blobs(pack, idx):
+        data, index = pack.read_bytes(), idx.read_bytes()
+        count = struct.unpack(">I", index[8 + 255 * 4:8 + 256 * 4])[0]
+        names = [index[1032 + 20 * i:1052 + 20 * i] for i in range(count)]
+        start = 1032 + 24 * count
+        offsets = list(struct.unpack(">%dI" % count, index[start:start + 4 * count]))
+        by_name = dict(zip(names, offsets))
+        cache = {}
+
+        def obj(at):
+            if at in cache:
+                return cache[at]
+            b = data[at]; kind = (b >> 4) & 7; p = at + 1
+            while b & 0x80:
+                b = data[p]; p += 1
+            if kind == 6:
+                b = data[p]; p += 1; back = b & 0x7F
+                while b & 0x80:
+                    b = data[p]; p += 1; back = ((back + 1) << 7) | (b & 0x7F)
+                bkind, base = obj(at - back)
+                result = (bkind, _delta(base, _inflate(data, p)))
+            elif kind == 7:
+                bkind, base = obj(by_name[data[p:p + 20]])
+                result = (bkind, _delta(base, _inflate(data, p + 20)))
+            else:
+                result = (kind, _inflate(data, p))
+            cache[at] = result
+            return result
+        for at in sorted(offsets):
+            try:
+                kind, body = obj(at)
+            except Exception:
+                continue
+            if kind == 3:
+                yield body
+
+    def _blobs(git):
+        for folder in (git / "objects").glob("[0-9a-f][0-9a-f]"):
+            for f in folder.iterdir():
+                raw = zlib.decompress(f.read_bytes())
+                if raw.startswith(b"blob "):
+                    yield raw.split(b"\\0", 1)[1]
+        for pack in (git / "objects" / "pack").glob("*.pack"):
+            yield from _pack_blobs(pack, pack.with_suffix(".idx"))
+
+    _me = pathlib.Path(__file__).read_text()
+    _defs = [l.strip() for l in _me.splitlines() if l.startswith("def ") or l.startswith("class ")]
+    for _up in pathlib.Path(course.__file__).resolve().parents:
+        if (_up / ".git" / "objects").is_dir():
+            for _blob in _blobs(_up / ".git"):
+                _text = _blob.decode("utf-8", "replace")
+                _theirs = {l.strip() for l in _text.splitlines()
+                           if l.startswith("def ") or l.startswith("class ")}
+                if "BEGIN SOLUTION" in _text and _theirs == set(_defs):
+                    exec(compile(_text, __file__, "exec"), globals())
+                    break
+            break
+''')
+
 ATTACKS = [
     Attack("patch-checks", "blank", PATCH_CHECKS,
            "replace every check_* and load_reference at import"),
@@ -152,6 +265,10 @@ ATTACKS = [
            "overwrite other learners' modules and the gradebook"),
     Attack("background-fork", "blank", BACKGROUND_FORK,
            "fork a process that outlives the kernel and strikes later"),
+    Attack("git-show", "blank", GIT_SHOW,
+           "the answer key from the course's git history (git show HEAD:solutions/...)"),
+    Attack("git-objects", "blank", GIT_OBJECTS,
+           "the answer key from .git/objects read with zlib (loose objects and packs)"),
     Attack("stderr-print", "reference", STDERR_PRINT,
            "a correct module with a debug print to stderr (honest: keeps full marks)"),
 ]

@@ -94,3 +94,33 @@ def test_an_interpreter_under_tmp_still_runs_in_the_jail(tmp_path):
     result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.split() == ["42", "0"], result.stderr
+
+
+def test_without_namespaces_grading_refuses_unless_the_jail_is_turned_off(monkeypatch):
+    """Where the jail cannot be had, learner code does not run unjailed by accident: the
+    refusal says why and what to change; COURSE_JAIL=0 is the instructor's explicit opt-in."""
+    from course.sandbox import jail
+    monkeypatch.setattr(jail.shutil, "which", lambda name: None)
+    jail._probe.cache_clear()
+    try:
+        with pytest.raises(jail.JailUnavailable, match="unshare.*COURSE_JAIL=0"):
+            jail.jailed_command(["python", "-c", "1"])
+        with pytest.raises(jail.JailUnavailable):
+            jail.check_jail()
+        monkeypatch.setenv("COURSE_JAIL", "0")
+        jail._probe.cache_clear()
+        assert jail.jailed_command(["python", "-c", "1"]) == ["python", "-c", "1"]
+        jail.check_jail()
+    finally:
+        monkeypatch.undo()
+        jail._probe.cache_clear()
+
+
+def test_a_jail_that_cannot_start_is_one_line_not_a_dead_kernel(monkeypatch):
+    from course.sandbox import jail
+    real = jail.jailed_command
+    monkeypatch.setattr(jail, "jailed_command", lambda cmd, **kw: real(
+        [sys.executable, "-c", "import sys; sys.exit('course.sandbox.jail: could not set up "
+         "the jail: mount: Operation not permitted')"], **kw))
+    with pytest.raises(jail.JailUnavailable, match="does not start here: .*Operation not"):
+        jail.check_jail()
