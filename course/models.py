@@ -2,6 +2,7 @@
 
     model = load_base_model()                       # embedded 1-3M parameter Qwen2 (offline)
     model = load_base_model("Qwen/Qwen2.5-0.5B-Instruct")   # or COURSE_MODEL=... in the environment
+    model = load_base_model("smollm2")              # SmolLM2-135M-Instruct, offline (course/smollm2.py)
 
 The same downstream code runs for both; only speed and quality differ.
 """
@@ -19,6 +20,7 @@ from course.device import pick_device
 
 EMBEDDED_MODEL_DIR = ASSETS_DIR / "base_model"
 EMBEDDED = "embedded"
+SMOLLM2 = "smollm2"  # the real pretrained chat model installed by `make setup` (course/smollm2.py)
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -26,8 +28,12 @@ class ModelNotAvailableError(RuntimeError):
 
 
 def resolve_model_name(name: str | None = None) -> str:
-    """Argument > env COURSE_MODEL > the embedded model. Returns a local path or a hub id."""
+    """Argument > env COURSE_MODEL > the embedded model. Returns a local path or a hub id.
+    "smollm2" is SmolLM2-135M-Instruct's converted checkpoint (converted on first use)."""
     name = name or os.environ.get("COURSE_MODEL") or EMBEDDED
+    if name == SMOLLM2:
+        from course import smollm2
+        return str(smollm2.converted_dir())
     return str(EMBEDDED_MODEL_DIR) if name == EMBEDDED else name
 
 
