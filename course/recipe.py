@@ -190,10 +190,12 @@ def add_lora(model: nn.Module, recipe: Recipe,
     if recipe.lora_impl == "peft":
         from peft import LoraConfig, get_peft_model
 
+        # autocast_adapter_dtype is get_peft_model's argument, not LoraConfig's: False keeps
+        # the adapters in the base's dtype here; they are cast to adapter_dtype below
         model = get_peft_model(model, LoraConfig(
             r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-            target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM",
-            autocast_adapter_dtype=False))
+            target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"),
+            autocast_adapter_dtype=False)
     else:
         if inject_lora is None:
             raise ValueError("lora_impl 'course' needs step 4's inject_lora (course.grading."
