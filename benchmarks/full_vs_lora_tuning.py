@@ -9,7 +9,7 @@ Phase 1, tune: every method (full fine-tuning; LoRA r = 1, 4, 8, 32) trains the 
 (course.full_vs_lora.Config: 120 steps x 16 conversations) at each learning rate of its grid and
 is scored on *validation* conversations (exact match, then the loss per answer token to break a
 tie): the test split is never used to choose.
-Phase 2, measure: each method at its tuned rate, `--seeds` seeds (the seed draws the training
+Phase 2, measure: each method at its tuned rate, `--seeds` seeds (a run's seed draws the training
 conversations, their order and LoRA's initialisation), on `--n-test` test conversations: exact
 match, the loss per answer token on those same conversations, per task, and the loss on plain
 held-out stories before and after (forgetting).

@@ -44,7 +44,7 @@ class LoRALinear(nn.Module):
             sees dropout); nn.Identity() when dropout == 0.
         init: how lora_A starts. "kaiming" (peft's default, like nn.Linear's own weights):
             nn.init.kaiming_uniform_(a=math.sqrt(5)), i.e. uniform in +-1/sqrt(in_features).
-            "gaussian" (the seed's choice; peft's init_lora_weights="gaussian"): normal with
+            "gaussian" (peft's init_lora_weights="gaussian"): normal with
             std 1/r. lora_B always starts at zero, so at init the layer equals the base layer,
             yet B's gradient is not zero (it is A @ x times the output gradient).
 
@@ -211,7 +211,7 @@ def lora_parameter_count(d_in: int, d_out: int, r: int) -> tuple[int, int]:
     """(full, lora): trainable parameters of a d_out x d_in weight matrix trained in full, and of
     its LoRA pair A (r x d_in) and B (d_out x r). Biases are not counted.
 
-    >>> lora_parameter_count(4096, 4096, 8)   # the seed's example: 16.8M vs 65.5K (-99.6 %)
+    >>> lora_parameter_count(4096, 4096, 8)   # a 7B model's 4096 x 4096: 16.8M vs 65.5K
     (16777216, 65536)
     """
     # TODO: one product for the full matrix, two for A and B.

@@ -655,7 +655,7 @@ def lora_parameter_count_hidden(ex: ModuleType, ref: ModuleType) -> None:
     rng = random.Random(47)
     random_cases = [(rng.randint(1, 9000), rng.randint(1, 9000), rng.randint(1, 128))
                     for _ in range(6)]
-    cases = [("seed's and Qwen2.5 shapes", args, {}) for args in fixed] + \
+    cases = [("7B and Qwen2.5 shapes", args, {}) for args in fixed] + \
         [("random shapes", args, {}) for args in random_cases]
     compare_with_reference("lora_parameter_count", ex.lora_parameter_count,
                            ref.lora_parameter_count, cases)

@@ -14,7 +14,8 @@ from it and then the learner version in step4_lora/. Instructor-only: never rele
 # 🤗 peft loads, merging it back — and then compare it with full fine-tuning on the same data.
 #
 # **You will**
-# - compute what LoRA saves (parameters and training memory) — the seed's 4096 × 4096 example;
+# - compute what LoRA saves (parameters and training memory), for a 7B model's 4096 × 4096
+#   projection;
 # - write `LoRALinear`: frozen base, A and B, the scaling alpha / r (and rsLoRA's alpha / √r),
 #   dropout on the LoRA path, `merge()` / `unmerge()`;
 # - inject it into the embedded Qwen2 model by module name, count trainable parameters, save
@@ -67,8 +68,8 @@ print(f"embedded base model: {sum(p.numel() for p in model.parameters()):,} para
 # $$W' = W + \Delta W = W + \frac{\alpha}{r}\, B A, \qquad A \in \mathbb{R}^{r \times in},\;
 #   B \in \mathbb{R}^{out \times r}$$
 #
-# so only r × (in + out) numbers train. The seed's example: a 4096 × 4096 projection (a 7B
-# model's attention) has **16.8M** weights; with r = 8, A and B hold **65.5K** — 0.39 %, a
+# so only r × (in + out) numbers train. For example, a 4096 × 4096 projection (a 7B model's
+# attention, LLaMA-7B's hidden size) has **16.8M** weights; with r = 8, A and B hold **65.5K** — 0.39 %, a
 # 256-fold reduction for that layer. The bet behind LoRA: the change fine-tuning makes to a
 # pretrained layer has low *intrinsic rank*, so a rank-8 update captures most of it.
 #
@@ -76,7 +77,7 @@ print(f"embedded base model: {sum(p.numel() for p in model.parameters()):,} para
 
 # %%
 rows = []
-for label, d_in, d_out in (("seed: 4096 x 4096", 4096, 4096),
+for label, d_in, d_out in (("7B attention 4096 x 4096", 4096, 4096),
                            ("Qwen2.5-0.5B up_proj", 896, 4864),
                            ("Qwen2.5-7B up_proj", 3584, 18944),
                            ("embedded model up_proj", 128, 384)):
@@ -152,13 +153,15 @@ load_reference("step4_lora", "hidden_checks").estimate_training_memory_hidden(
 #
 # - **r** (rank) sets the update's capacity and its size: r × (in + out) parameters.
 # - **alpha** sets its strength: scaling = alpha / r. Keeping alpha / r fixed (alpha = 2r is the
-#   common recipe; the seed's LLaMA-Factory run uses r = 64, alpha = 128) lets you change r
-#   without retuning the learning rate much.
+#   common recipe, and LLaMA-Factory's default when alpha is not set; its example
+#   configuration `examples/train_lora/llama3_lora_sft.yaml` trains r = 8 at lr 1e-4) lets you
+#   change r without retuning the learning rate much.
 # - **Why B = 0:** at initialisation B A = 0, so the adapted model *is* the pretrained model —
 #   training starts from what the model knows, not from a random perturbation. A must not be
 #   zero as well: B's gradient is (output gradient) × (A x), which is zero when A is, and A's
 #   gradient goes through B — with both zero nothing ever moves. peft starts A like `nn.Linear`'s
-#   own weights (Kaiming-uniform); the seed draws it from a Gaussian with std 1/r (`init`).
+#   own weights (Kaiming-uniform); with `init_lora_weights="gaussian"` it draws A from a
+#   Gaussian with std 1/r (`init` below).
 # - **rsLoRA** (rank-stabilised LoRA, Kalajdzievski 2023): with alpha / r the update shrinks as r
 #   grows, so large ranks learn slowly; scaling by alpha / √r keeps its size steady.
 # - **Dropout** regularises the adapter only: it is applied to the LoRA path's input; the frozen
@@ -253,8 +256,8 @@ load_reference("step4_lora", "hidden_checks").unmerge_hidden(
 # peft chooses layers by **name**: a target matches a module whose name equals it or ends with
 # "." + target — `"q_proj"` matches `model.layers.0.self_attn.q_proj`, but `"proj"` matches
 # nothing and `"layers.1.mlp"` does not match `layers.10.mlp`. `"all-linear"` takes every
-# linear layer except the output head (the QLoRA recipe; the seed's `lora_target: all`). The
-# original LoRA paper adapted only `q_proj` and `v_proj`.
+# linear layer except the output head (the QLoRA recipe; LLaMA-Factory's `lora_target: all`).
+# The original LoRA paper adapted only `q_proj` and `v_proj`.
 #
 # **TODO 8** — `matches_target`. **TODO 9** — `find_target_modules`.
 

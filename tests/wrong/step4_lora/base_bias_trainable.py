@@ -1,4 +1,4 @@
-"""Bug (the seed's code): only the base weight is frozen; its bias stays trainable, so
+"""Bug (a common hand-written version): only the base weight is frozen; its bias stays trainable, so
 "LoRA" also fine-tunes every bias of the targeted layers and saves nothing for them."""
 EXPECT_LOSE = ["lora_linear_init_hidden", "lora_linear_init"]
 EXPECT_MESSAGE = "base bias left trainable"

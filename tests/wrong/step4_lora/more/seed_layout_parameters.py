@@ -1,6 +1,6 @@
-"""Bug: the seed's layout, A = Parameter(in, r) and B = Parameter(r, out) with x @ A @ B: the
-update is right, but lora_A.weight / lora_B.weight do not exist, so nothing that reads peft's
-names (saving, merging, the tests) works."""
+"""Bug: a common hand-written layout, A = Parameter(in, r) and B = Parameter(r, out) with
+x @ A @ B: the update is right, but lora_A.weight / lora_B.weight do not exist, so nothing
+that reads peft's names (saving, merging, the tests) works."""
 EXPECT_LOSE = ["lora_linear_init_hidden", "lora_linear_forward_hidden", "get_delta_weight_hidden",
                "merge_hidden", "unmerge_hidden", "adapter_state_dict", "get_delta_weight",
                "inject_lora", "lora_linear_forward", "lora_linear_init", "merge",
