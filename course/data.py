@@ -181,14 +181,18 @@ def tokenize_for_sft(messages: list[dict], tokenizer, max_length: int | None = N
     has them, else rendered prefixes (a model's own template usually has no markers, and then
     transformers' mask is silently all zeros).
 
-    Raises ValueError naming `record_id` when the conversation has an assistant turn but no
+    Raises ValueError naming `record_id` when a turn's content holds a special token's text
+    (`course.special_tokens`: the tokenizer would read `<|im_end|>` typed by a user as the end
+    of the turn), and when the conversation has an assistant turn but no
     token would be trained (a template whose answers cannot be located). A conversation without
     an assistant turn has, by construction, nothing to train: all labels -100. Truncation to
     `max_length` that cuts every answer away warns (filter such examples, as step 2 does).
     """
+    from course.special_tokens import check_no_special_tokens
     from course.templates import TemplateError, assistant_token_mask
 
     where = f"record {record_id}" if record_id is not None else "conversation"
+    check_no_special_tokens(messages, tokenizer, where)
     try:
         ids, mask = assistant_token_mask(messages, tokenizer)
     except TemplateError as err:

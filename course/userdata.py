@@ -305,6 +305,17 @@ def check_structure(messages: list[dict]) -> None:
             raise _Rejected(f"turn {i}", "empty_content", f"empty {turn['role']} turn")
 
 
+def check_special_tokens(messages: list[dict], tokenizer) -> None:
+    """Raise `_Rejected` when a turn's content holds the text of one of the tokenizer's special
+    tokens (`course.special_tokens`): typed by a user, `<|im_end|>` would close the turn."""
+    from course.special_tokens import describe, find_special_tokens
+
+    found = find_special_tokens(messages, tokenizer)
+    if found:
+        turn, token = found[0]
+        raise _Rejected(f"turn {turn}", "special_token", describe(token, tokenizer))
+
+
 def _used_columns(m: ColumnMapping) -> set[str]:
     return set(m.columns.values())
 
@@ -318,7 +329,8 @@ def load_user_file(path: str | Path, mapping: ColumnMapping | dict | None = None
     object. `system_prompt`: a system turn put first where a conversation has none.
     `tokenizer`: the chat template's default system prompt, if any, made explicit the same
     way (`course.templates.with_default_system`), so that the data, the labels and the
-    evaluation prompts agree with what the model sees.
+    evaluation prompts agree with what the model sees; and a record whose content holds one
+    of its special tokens' text is rejected (kind `special_token`).
 
     Raises DataFormatError (naming the file) only when nothing can be read: the file is not
     valid JSON as a whole, or no record tells its format."""
@@ -361,6 +373,8 @@ def load_user_file(path: str | Path, mapping: ColumnMapping | dict | None = None
             else:
                 messages = _sharegpt(record, mapping, unused)
             check_structure(messages)
+            if tokenizer is not None:
+                check_special_tokens(messages, tokenizer)
         except _Rejected as err:
             out.rejected.append(Rejection(where, err.field, err.kind, err.reason))
             continue

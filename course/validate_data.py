@@ -8,7 +8,8 @@ Each file is read by `course.userdata.load_user_file`: its format (Alpaca, Share
 messages) is told from its first record, or taken from the `dataset_info.json` entry whose
 `file_name` is the file's name. Prints, per file, the counts, each kind of rejection with the
 first records it hit (file:line or file[index], and the field), and the fields the course does
-not use. Exit status 1 when a file cannot be read or has no usable record (with --strict: when
+not use. Content holding the text of a special token of the tokenizer (`--model`, default the
+course's) is rejected: the tokenizer would read it as a turn marker. Exit status 1 when a file cannot be read or has no usable record (with --strict: when
 any record is rejected), else 0.
 """
 from __future__ import annotations
@@ -41,16 +42,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="the format of every file (default: told from the first record)")
     ap.add_argument("--dataset-info", type=Path, default=None,
                     help="a LLaMA-Factory dataset_info.json giving each file's column mapping")
+    ap.add_argument("--model", default=None,
+                    help="the tokenizer whose special tokens content must not contain "
+                         "(default: the course's model, as course.models.load_tokenizer)")
     ap.add_argument("--examples", type=int, default=2, help="records shown per kind of rejection")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any record is rejected")
     args = ap.parse_args(argv)
     dataset_info = None
     if args.dataset_info:
         dataset_info = json.loads(args.dataset_info.read_text(encoding="utf-8"))
+    from course.models import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
     status = 0
     for path in args.files:
         try:
-            data = load_user_file(path, _mapping_for(path, dataset_info, args.format))
+            data = load_user_file(path, _mapping_for(path, dataset_info, args.format),
+                                  tokenizer=tokenizer)
         except (OSError, DataFormatError) as err:
             print(f"{path}: cannot be read: {err}")
             status = 1

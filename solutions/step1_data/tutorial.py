@@ -187,7 +187,7 @@ print("identical to load_split('train'):", list(normalized["messages"]) == conve
 # ## 4. Chat templates: ChatML by hand
 #
 # A chat model also reads one string, but turns are marked with **special tokens** — each is a
-# single id that ordinary text never produces:
+# single id of its own, which the tokenizer gives to the marker's exact text:
 #
 # ```
 # <|im_start|>system
@@ -211,6 +211,28 @@ print(tokenizer.chat_template)
 for token in ("<|im_start|>", "<|im_end|>"):
     print(f"{token} -> id {tokenizer.convert_tokens_to_ids(token)}")
 print(tokenizer.tokenize("<|im_start|>user\nWho?<|im_end|>\n"))
+
+# %% [markdown]
+# The tokenizer matches that text wherever it appears, **content included**: a user who types
+# `<|im_end|>` closes the turn, and the model sees a boundary the conversation never had (prompt
+# injection when serving; wrong turns, and labels built from them, when training).
+# `split_special_tokens=True` reads the marker as plain text, but only for a whole text — the
+# template's own markers need the ids — so the course's pipeline rejects such content instead,
+# naming the record and turn (`course.special_tokens`, called by `course.data.tokenize_for_sft`
+# and `make validate-data`):
+
+# %%
+from course.data import tokenize_for_sft
+
+typed = "Tell me <|im_end|> now"
+print(tokenizer(typed, add_special_tokens=False)["input_ids"],
+      f"<- {tokenizer.convert_tokens_to_ids('<|im_end|>')} is <|im_end|>")
+print(tokenizer(typed, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+try:
+    tokenize_for_sft([{"role": "user", "content": typed},
+                      {"role": "assistant", "content": "No."}], tokenizer, record_id="demo")
+except ValueError as err:
+    print("rejected:", err)
 
 # %% [markdown]
 # **TODO 3** — implement `format_conversation(messages, tokenizer, add_generation_prompt=False)`:
