@@ -161,7 +161,8 @@ def assistant_char_spans(messages: list[dict], tokenizer) -> tuple[str, list[tup
 
 def assistant_token_mask(messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
     """(input_ids, mask) of the templated conversation: mask 1 on every token the model must
-    write (answers and their end token), 0 elsewhere. input_ids equal
+    write (answers and their end token), 0 elsewhere and on an assistant turn marked
+    `"train": False` (kept as context only: `loss_weight` 0 in LLaMA-Factory's format). input_ids equal
     `apply_chat_template(messages, tokenize=True)`.
 
     The library's mask when the template has `{% generation %}` markers; otherwise the tokens
@@ -170,9 +171,31 @@ def assistant_token_mask(messages: list[dict], tokenizer) -> tuple[list[int], li
     if has_generation_markers(tokenizer.chat_template):
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
-        return list(enc["input_ids"]), [int(m) for m in enc["assistant_masks"]]
+        ids, mask = list(enc["input_ids"]), [int(m) for m in enc["assistant_masks"]]
+        return ids, _untrained_turns_masked(messages, mask)
     text, spans = assistant_char_spans(messages, tokenizer)
+    trained = [t.get("train") is not False for t in messages if t.get("role") == "assistant"]
+    spans = [span for span, keep in zip(spans, trained) if keep]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [int(any(a < end and b > start for start, end in spans))
             for a, b in enc["offset_mapping"]]
     return list(enc["input_ids"]), mask
+
+
+def _untrained_turns_masked(messages: list[dict], mask: list[int]) -> list[int]:
+    """`mask` with the runs of assistant turns marked `"train": False` set to 0 (the k-th run of
+    ones is the k-th assistant turn; a template whose runs do not match its turns raises)."""
+    trained = [t.get("train") is not False for t in messages if t.get("role") == "assistant"]
+    if all(trained):
+        return mask
+    runs = [i for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1])]
+    if len(runs) != len(trained):
+        raise TemplateError(f"{len(runs)} runs of assistant tokens for {len(trained)} assistant "
+                            "turns: cannot tell which answer is not trained")
+    out = list(mask)
+    for start, keep in zip(runs, trained):
+        i = start
+        while not keep and i < len(out) and out[i]:
+            out[i] = 0
+            i += 1
+    return out

@@ -17,12 +17,19 @@ Every record becomes a conversation or a `Rejection` naming the file, the line (
 the array index (a JSON array), the field and the reason: nothing is dropped silently. Fields the
 course does not read are counted once per file (`unused_fields`).
 
+LLaMA-Factory's newer format (its `v1_sft_demo.jsonl`) is read as `messages`: a content given
+as a list of text parts (`[{"type": "text", "value": ...}]`, or OpenAI's `"text"` key) is joined
+in order, and a turn's `loss_weight` becomes the mask: 0 on an assistant turn keeps it in the
+context but out of the loss (`{"role": "assistant", "content": ..., "train": False}`, honoured by
+`course.data.tokenize_for_sft`); 1 on an assistant turn and 0 on other turns are the course's
+default. Any other weight (0.5, or 1 on a user turn) is rejected with its field.
+
 Tool calls are rejected at load time. ShareGPT `function_call` / `observation` turns, a non-empty
 `tools` column, OpenAI `tool_calls` and `tool` turns: each model family renders tools its own way
 (Qwen2.5 writes `<tool_call>` blocks, Llama 3.2 a JSON line, Mistral `[TOOL_CALLS]`), while the
 course's formatting and labels are built for system, user and assistant turns of text. Records
-with images, videos or audio, and contents given as a list of parts, are rejected for the same
-reason: the course trains text-only chat models.
+with images, videos or audio (a column, or a content part of that type) are rejected for the
+same reason: the course trains text-only chat models.
 
 The file is parsed with the standard library rather than `datasets.load_dataset("json")`: Arrow
 unifies the schema of all records, which turns a missing field into null and fails the whole
@@ -216,6 +223,50 @@ def _text(value: Any, field_name: str, required: bool = True) -> str:
     raise _Rejected(field_name, "wrong_type", f"{type(value).__name__}, expected text")
 
 
+_MEDIA_PARTS = ("image", "image_url", "input_image", "video", "video_url", "audio",
+                "input_audio", "audio_url")
+
+
+def _content(value: Any, field_name: str) -> str:
+    """A turn's content: text, or a list of text parts joined in order (LLaMA-Factory's newer
+    format `{"type": "text", "value": ...}`, OpenAI's `{"type": "text", "text": ...}`). A part
+    of another type is rejected: media as `media`, anything else as `content_parts`."""
+    if not isinstance(value, list):
+        return _text(value, field_name)
+    if not value:
+        raise _Rejected(field_name, "empty_content", "an empty list of content parts")
+    texts = []
+    for j, part in enumerate(value):
+        where = f"{field_name}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _MEDIA_PARTS:
+            raise _Rejected(f"{where}.type", "media", MEDIA_REJECTED)
+        if kind != "text":
+            raise _Rejected(where, "content_parts", f"a part of type {kind!r}; expected "
+                            "{'type': 'text', 'value': ...} (or 'text': ...): the course "
+                            "trains on text")
+        key = "value" if "value" in part else "text"
+        texts.append(_text(part.get(key), f"{where}.{key}"))
+    return "".join(texts)
+
+
+def _trained(turn: dict, role: str, where: str) -> bool:
+    """Whether a turn is trained, from its optional `loss_weight` (LLaMA-Factory's newer format):
+    absent, or 1 on an assistant turn, trains it; 0 masks it. The course trains an answer fully
+    or not at all, and never a system or user turn: any other value is rejected."""
+    if "loss_weight" not in turn or turn["loss_weight"] is None:
+        return role == "assistant"
+    weight = turn["loss_weight"]
+    field_name = f"{where}.loss_weight"
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight not in (0, 1):
+        raise _Rejected(field_name, "loss_weight", f"{weight!r}: the course trains a turn "
+                        "fully or not at all, so loss_weight must be 0 or 1")
+    if weight == 1 and role != "assistant":
+        raise _Rejected(field_name, "loss_weight", f"1 on a {role} turn: the course trains "
+                        "what the assistant writes only (use 0, or leave it out)")
+    return weight == 1
+
+
 def _nonempty(value: Any) -> bool:
     return value not in (None, "", "[]", [], {})
 
@@ -271,11 +322,17 @@ def _sharegpt(record: dict, m: ColumnMapping, unused: Counter) -> list[dict]:
             raise _Rejected(f"{where}.{t['role_tag']}", "unknown_role",
                             f"role {role!r}; expected one of {sorted(roles)}")
         for key in turn:
-            if key not in (t["role_tag"], t["content_tag"], "tool_calls"):
+            if key not in (t["role_tag"], t["content_tag"], "tool_calls", "loss_weight"):
                 unused[f"{col}[].{key}"] += 1
-        messages.append({"role": roles[role],
-                         "content": _text(turn.get(t["content_tag"]),
-                                          f"{where}.{t['content_tag']}")})
+        message = {"role": roles[role],
+                   "content": _content(turn.get(t["content_tag"]), f"{where}.{t['content_tag']}")}
+        if not _trained(turn, roles[role], where) and roles[role] == "assistant":
+            message["train"] = False  # loss_weight 0: in the context, not in the loss
+        messages.append(message)
+    answers = [m for m in messages if m["role"] == "assistant"]
+    if answers and all(m.get("train") is False for m in answers):
+        raise _Rejected(f"{col}[].loss_weight", "nothing_trained",
+                        "every assistant turn has loss_weight 0: nothing would be trained")
     system = _text(record.get(c["system"]), c["system"], required=False)
     if system:
         if messages[0]["role"] == "system":

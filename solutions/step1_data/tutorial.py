@@ -440,8 +440,11 @@ Table(rows, ["question", "raw text", "Alpaca prompt", "ChatML prompt"], width=30
 # (ShareGPT `function_call` / `observation` turns, a `tools` column, OpenAI `tool_calls` or
 # `tool` turns) is rejected when it is loaded, with its file and line, because each family
 # writes tools its own way while everything here is built for system, user and assistant turns
-# of text. Records with images, and contents given as a list of parts, are rejected the same
-# way. To see what a file of your own would give: `make validate-data FILE=my_data.jsonl`.
+# of text. Records with images are rejected the same way. LLaMA-Factory's newer format is read:
+# a content given as a list of text parts (`{"type": "text", "value": ...}`) is joined, and a
+# turn's `loss_weight` is the mask — 0 keeps an answer as context without training it, 1 trains
+# it; any other weight is rejected, naming its field. To see what a file of your own would
+# give: `make validate-data FILE=my_data.jsonl`.
 
 # %% [markdown] checklist
 # ## Checklist

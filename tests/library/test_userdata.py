@@ -29,8 +29,7 @@ EXPECTED = {
     "identity.json": ("alpaca", 91, 0, {}, {}),
     "glaive_toolcall_en_demo.json": ("sharegpt", 41, 59, {"tool_calls": 59}, {}),
     "mllm_demo.json": ("messages", 0, 6, {"media": 6}, {}),
-    "v1_sft_demo.jsonl": ("messages", 0, 50, {"content_parts": 50},
-                          {"messages[].loss_weight": 50}),
+    "v1_sft_demo.jsonl": ("messages", 50, 0, {}, {}),  # text parts joined, loss_weight read
 }
 
 
@@ -81,7 +80,7 @@ def test_real_files_load_validate_normalise_label():
             assert lib["labels"] == labels, record["id"]
             assert any(t != IGNORE_INDEX for t in labels), record["id"]
             total += 1
-    assert total == 200 + 91 + 41
+    assert total == 200 + 91 + 41 + 50
 
 
 def test_dataset_info_mapping_gives_the_same_result():
@@ -148,6 +147,11 @@ def test_openai_tool_calls_null_and_list_contents_are_rejected(tmp_path):
     rows = [{"messages": QA},
             {"messages": [QA[0], call, {"role": "tool", "content": "20"}, QA[1]]},
             {"messages": [QA[0], {"role": "assistant", "content": None}]},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "Who?"},
+                                                        {"type": "image_url", "url": "x"}]},
+                          QA[1]]},
+            {"messages": [{"role": "user", "content": [{"type": "json", "value": "{}"}]},
+                          QA[1]]},
             {"messages": [{"role": "user", "content": [{"type": "text", "text": "Who?"}]},
                           QA[1]]}]
     path = write(tmp_path, "h.jsonl", jsonl(rows))
@@ -155,7 +159,9 @@ def test_openai_tool_calls_null_and_list_contents_are_rejected(tmp_path):
     got = [(r.where, r.field, r.kind) for r in data.rejected]
     assert got == [(f"{path}:2", "messages[1].role", "tool_calls"),
                    (f"{path}:3", "messages[1].content", "missing_field"),
-                   (f"{path}:4", "messages[0].content", "content_parts")]
+                   (f"{path}:4", "messages[0].content[1].type", "media"),
+                   (f"{path}:5", "messages[0].content[0]", "content_parts")]
+    assert [r["messages"] for r in data.records] == [QA, QA]  # OpenAI text parts are joined
 
 
 def test_system_field_is_kept_and_unknown_fields_are_counted(tmp_path):
@@ -240,3 +246,66 @@ def test_validate_data_command(capsys):
     assert validate_main([files[1], "--dataset-info", info]) == 0
     assert validate_main([str(LLAMAFACTORY / "nope.json")]) == 1
     assert "nope.json: cannot be read" in capsys.readouterr().out
+
+
+# --- LLaMA-Factory's newer format: text parts and loss_weight ----------------------------------
+def _turn(role: str, *texts: str, weight=None) -> dict:
+    turn = {"role": role, "content": [{"type": "text", "value": t} for t in texts]}
+    if weight is not None:
+        turn["loss_weight"] = weight
+    return turn
+
+
+def test_llamafactory_v1_parts_are_joined_and_loss_weight_is_the_mask(tmp_path):
+    first = json.loads((LLAMAFACTORY / "v1_sft_demo.jsonl").read_text().splitlines()[0])
+    data = load_user_file(LLAMAFACTORY / "v1_sft_demo.jsonl")
+    assert data.records[0]["messages"] == [
+        {"role": m["role"], "content": m["content"][0]["value"]} for m in first["messages"]]
+    rows = [
+        {"messages": [_turn("user", "Who", "?", weight=0.0),
+                      _turn("assistant", "Tom.", weight=0),        # context only
+                      _turn("user", "Where?", weight=0),
+                      _turn("assistant", "Ho", "me.", weight=1.0)]},
+        {"messages": [_turn("user", "Who?", weight=0), _turn("assistant", "Tom.", weight=0.5)]},
+        {"messages": [_turn("user", "Who?", weight=1), _turn("assistant", "Tom.", weight=1)]},
+        {"messages": [_turn("user", "Who?"), _turn("assistant", "Tom.", weight=True)]},
+        {"messages": [_turn("user", "Who?"), _turn("assistant", "Tom.", weight=0)]},
+        {"messages": [_turn("user", "Who?"),
+                      {"role": "assistant", "content": [{"type": "image", "value": "a.png"}]}]},
+    ]
+    path = write(tmp_path, "v1.jsonl", jsonl(rows))
+    data = load_user_file(path)
+    assert [(r.where, r.field, r.kind) for r in data.rejected] == [
+        (f"{path}:2", "messages[1].loss_weight", "loss_weight"),
+        (f"{path}:3", "messages[0].loss_weight", "loss_weight"),
+        (f"{path}:4", "messages[1].loss_weight", "loss_weight"),
+        (f"{path}:5", "messages[].loss_weight", "nothing_trained"),
+        (f"{path}:6", "messages[1].content[0].type", "media")]
+    assert "0.5: the course trains a turn fully or not at all" in data.rejected[0].reason
+    assert "1 on a user turn" in data.rejected[1].reason
+    [record] = data.records
+    assert record["messages"] == [
+        {"role": "user", "content": "Who?"},
+        {"role": "assistant", "content": "Tom.", "train": False},
+        {"role": "user", "content": "Where?"}, {"role": "assistant", "content": "Home."}]
+    assert data.unused_fields == {}
+
+
+@pytest.mark.parametrize("which", ["course", "qwen2.5"])  # {% generation %} markers / prefixes
+def test_an_untrained_answer_is_context_only(which):
+    from course.models import load_tokenizer
+
+    tok = load_tokenizer() if which == "course" else real_tokenizer("qwen2.5")
+    convo = [{"role": "user", "content": "Who?"}, {"role": "assistant", "content": "Tom."},
+             {"role": "user", "content": "Where?"}, {"role": "assistant", "content": "Home."}]
+    full = tokenize_for_sft(convo, tok)
+    masked = tokenize_for_sft([*convo[:1], dict(convo[1], train=False), *convo[2:]], tok)
+    assert masked["input_ids"] == full["input_ids"]  # the same text: the answer stays in context
+    trained = [i for i, t in enumerate(full["labels"]) if t != IGNORE_INDEX]
+    kept = [i for i, t in enumerate(masked["labels"]) if t != IGNORE_INDEX]
+    assert kept and set(kept) < set(trained)
+    assert tok.decode([full["input_ids"][i] for i in kept]).startswith("Home.")
+    assert tok.decode([full["input_ids"][i] for i in sorted(set(trained) - set(kept))]
+                      ).startswith("Tom.")
+    as_dataset = [dict(t, train=None) for t in convo]  # Arrow fills a missing key with None
+    assert tokenize_for_sft(as_dataset, tok)["labels"] == full["labels"]
