@@ -383,6 +383,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def scored_share(result: dict[str, Any]) -> str:
+    """The share of real positions the loss scores, as the text writes it: '1 position in 10'."""
+    run = result["speed"]["course_padded"]
+    return f"1 position in {run['real_tokens'] / run['supervised_tokens']:.0f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, speed, ratios = result["machine"], result["speed"], result["ratios"]
     lines = ["# Benchmarks: training speed", "",
@@ -452,7 +458,10 @@ def markdown(result: dict[str, Any]) -> str:
               "supervised positions (same loss and gradients as logits everywhere, "
               "tests/library/test_packing.py); course_padded_full_logits is the same loop computing "
               "logits everywhere, as the Trainer does. The output layer (128 -> 4096) is the "
-              "embedded model's largest matmul and only ~1 position in 9 is supervised.",
+              "embedded model's largest matmul and only "
+              f"{scored_share(result)} is supervised "
+              f"({result['speed']['course_padded']['supervised_tokens']:,} of "
+              f"{result['speed']['course_padded']['real_tokens']:,} tokens).",
               "- TRL's SFTTrainer also computes `entropy` and `mean_token_accuracy` from the full "
               "logits of every step (its log reports both), which is part of why it trails "
               "the Trainer with the same batches.",

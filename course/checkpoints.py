@@ -4,6 +4,7 @@ it is written and restored is step 3's exercise: `save_checkpoint` / `load_check
 """
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,29 @@ import numpy as np
 import torch
 
 CHECKPOINT = "checkpoint.pt"  # the file name in a run's output_dir
+BEST_WEIGHTS = "best.pt"  # the best evaluation's weights, with early stopping (course/sft_loop.py)
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint written by a different model or configuration."""
+
+
+def fsync_path(path: str | Path) -> None:
+    """Ask the operating system to put `path` (a file, or a folder's list of names) on disk now.
+
+    A rename (`os.replace`) is atomic: after a *process* crash the file is the old one or the new
+    one, whole. After a *power loss* that is only true for data the OS has written: fsync the
+    temporary file before the rename and its folder after it. Folders cannot be opened on
+    Windows; there this does nothing for them."""
+    path = Path(path)
+    if path.is_dir() and os.name == "nt":
+        return
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def rng_state() -> dict[str, Any]:

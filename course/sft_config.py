@@ -23,7 +23,7 @@ class SFTSettings:
     """The settings of a run; see step 3's FinetuneConfig for why these values."""
 
     model_name: str = "embedded"        # course.models.load_base_model name (or a hub id)
-    learning_rate: float = 2e-3         # peak learning rate, reached after warmup
+    learning_rate: float = 1e-3         # peak learning rate, reached after warmup
     num_epochs: float = 1.0             # passes over the training set ...
     max_steps: int | None = None        # ... unless set: this many optimizer steps
     batch_size: int = 16                # sequences per micro-batch, per process
@@ -39,6 +39,7 @@ class SFTSettings:
     eval_batches: int | None = None     # validation micro-batches per run (None: all)
     early_stopping_patience: int | None = None  # evaluations without improvement, then stop
     early_stopping_min_delta: float = 0.0
+    restore_best: bool = True           # with early stopping: end on the best evaluation's weights
     sample_every: int = 0               # steps between sample generations (0: never)
     save_every: int = 0                 # steps between checkpoints (0: only at the end)
     log_every: int = 10                 # steps between train-loss lines in metrics.jsonl

@@ -7,8 +7,9 @@ moment it needs them, `make_optimizer`, `make_scheduler`, `train_step`, `evaluat
 `EarlyStopping`, `save_checkpoint` and `load_checkpoint` there, and `cfg.total_steps` on the
 config. So a function patched into that module (as the grader does) is the one that runs.
 Everything else is here: seeding, batches (`course.batching`), evaluation and sampling
-intervals, early stopping, checkpoints at intervals and at the end, resuming, the metrics log
-(`course.metrics_log`), a progress bar, and stopping on a NaN loss.
+intervals, early stopping (with the best evaluation's weights put back at the end), checkpoints
+at intervals and at the end, resuming, the metrics log (`course.metrics_log`), a progress bar,
+and stopping on a NaN loss.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from course.batching import eval_batches, micro_batches_for_step
-from course.checkpoints import CHECKPOINT
+from course.checkpoints import BEST_WEIGHTS, CHECKPOINT, fsync_path
 from course.distributed import all_reduce_sum, barrier, world
 from course.metrics_log import MetricsLog
 from course.pieces import Pieces
@@ -48,6 +49,8 @@ class TrainResult:
     seconds: float
     output_dir: str
     padding_waste: float = 0.0  # padded positions / all positions of the training batches
+    best_step: int | None = None  # the step of the best evaluation (the lowest loss)
+    restored_best: bool = False  # True when the model ends on best_step's weights, not the last
 
 
 def sample_generations(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 40
@@ -55,6 +58,17 @@ def sample_generations(model, tokenizer, prompts: Sequence[str], max_new_tokens:
     """Greedy answers to chat-formatted `prompts` (course.evaluate.generate)."""
     from course.evaluate import generate
     return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """The model's weights to `path`, atomically and durably (temporary file, fsync, rename,
+    fsync of the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(model.state_dict(), tmp)
+    fsync_path(tmp)
+    tmp.replace(path)
+    fsync_path(path.parent)
 
 
 def _due(step: int, every: int, total: int) -> bool:
@@ -79,6 +93,12 @@ def train(pieces: Any, model: torch.nn.Module, tokenizer, train_examples: Sequen
     one. `on_step(step, stats)` is called after every step (tests use it to simulate a crash).
     `collate(features, pad_token_id)` builds the batches (default: `course.batching.collate`,
     padding; `course.packing.PackedCollator` packs); each step reports its padding waste.
+
+    With early stopping on (`cfg.early_stopping_patience` set) and `cfg.restore_best`, the
+    weights of every new best evaluation are written to `output_dir/best.pt`, and the run ends
+    on them (the HF Trainer's `load_best_model_at_end`): stopped early, the last weights are
+    `patience` evaluations past the best. The final checkpoint keeps the last step's state, so
+    a resumed run continues from where it stopped.
     """
     from course.packing import token_counts  # real tokens of any batch layout (2D, 4D, packed)
     ex = Pieces(pieces)
@@ -92,12 +112,19 @@ def train(pieces: Any, model: torch.nn.Module, tokenizer, train_examples: Sequen
     optimizer = ex.make_optimizer(model, cfg)
     scheduler = ex.make_scheduler(optimizer, cfg.warmup(total), total)
     stopper = ex.EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta)
+    keep_best = cfg.early_stopping_patience is not None and getattr(cfg, "restore_best", True)
+    best_file = out / BEST_WEIGHTS
     config = cfg.fingerprint()
     step = 0
     if resume and ckpt.exists():
         restored = ex.load_checkpoint(ckpt, model, optimizer, scheduler, expect=config)
         step = restored["step"]
         stopper.load_state_dict(restored["extra"].get("early_stopping", {}))
+        best_step = restored["extra"].get("best_step")
+    else:
+        best_step = None
+        if keep_best and rank == 0 and best_file.exists():
+            best_file.unlink()  # a fresh run: an earlier run's best weights are not ours
     log = MetricsLog(out, enabled=rank == 0, resume_step=step if resume else None)
     if rank == 0 and not resume:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
@@ -107,16 +134,25 @@ def train(pieces: Any, model: torch.nn.Module, tokenizer, train_examples: Sequen
     real_total = positions_total = 0
 
     def run_eval(at: int) -> bool:
+        nonlocal best_step
         ev = ex.evaluate(model, val)
         record = {"step": at, "split": "val", **ev}
         result.evals.append(record)
         log.log(record)
-        return stopper.step(ev["loss"])
+        stop = stopper.step(ev["loss"])
+        if stopper.bad_evals == 0:  # a new best
+            best_step = at
+            if keep_best:  # keep its weights
+                if rank == 0:
+                    save_weights(model, best_file)
+                barrier()
+        return stop
 
     def save(at: int) -> None:
         if rank == 0:
             ex.save_checkpoint(ckpt, model, optimizer, scheduler, at,
-                               {"config": config, "early_stopping": stopper.state_dict()})
+                               {"config": config, "early_stopping": stopper.state_dict(),
+                                "best_step": best_step})
         barrier()
 
     if step == 0 and cfg.eval_every > 0 and val:
@@ -169,6 +205,13 @@ def train(pieces: Any, model: torch.nn.Module, tokenizer, train_examples: Sequen
             result.stopped_early = True
             break
     bar.close()
+    result.best_step = best_step
+    last_eval = result.evals[-1]["step"] if result.evals else None
+    if keep_best and best_step is not None and best_step != last_eval and best_file.exists():
+        model.load_state_dict(torch.load(best_file, map_location="cpu", weights_only=True))
+        result.restored_best = True
+        log.log({"step": step, "split": "restore_best", "best_step": best_step,
+                 "best_loss": stopper.best})
     log.close()
     result.steps, result.seconds = step, time.perf_counter() - start
     result.padding_waste = 1.0 - real_total / max(positions_total, 1)

@@ -145,6 +145,19 @@ def _count(labels: torch.Tensor) -> int:
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
+def _check_numbers(what: str, got, keys: Sequence[str]) -> None:
+    """Fail unless `got` is a dict whose `keys` hold plain Python numbers, not tensors."""
+    if not isinstance(got, dict):
+        fail(f"{what} returns a dict", got=type(got).__name__)
+    for key in keys:
+        value = got.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            fail(f"{what} returns {key!r} as a Python number (float or int)",
+                 mistake=f"{key!r} is a {type(value).__name__}: all_reduce_sum returns a float64 "
+                         f"tensor; turn it into a number with float(...), int(...) or .item() "
+                         f"(the training driver writes these values to a JSON log)")
+
+
 def _run_train_step(ex, model, micro, clip, calls=1):
     model = copy.deepcopy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: the weights stay put
@@ -190,6 +203,7 @@ def check_train_step(ex: ModuleType, model: torch.nn.Module, examples: Sequence[
              detail=f"max |difference| {_max_diff(grads, expected):.3g} (tolerance {tol:.1g})")
     passed(f"3 micro-batches of {[len(b['labels']) for b in micro]} sequences: accumulated "
            f"gradient == full-batch gradient")
+    _check_numbers("train_step", stats, ("loss", "grad_norm", "lr", "tokens"))
     if sched.last_epoch != 1:
         fail("the scheduler moves once per optimizer step",
              mistake=f"scheduler stepped per micro-batch ({sched.last_epoch} times for one step)")
@@ -248,6 +262,7 @@ def check_evaluate(ex: ModuleType, model: torch.nn.Module, examples: Sequence[di
     if not model.training:
         fail("the model is back in train mode afterwards",
              mistake="evaluate leaves the model in eval mode: training goes on without dropout")
+    _check_numbers("evaluate", got, ("loss", "perplexity", "tokens"))
     reference = copy.deepcopy(model).eval()
     with torch.no_grad():
         sums = [reference(**b).loss.item() * _count(b["labels"]) for b in batches]

@@ -312,6 +312,38 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(sx, tok, examples, base, 
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_early_stopping_ends_on_the_best_weights(sx, tok, examples, base, tmp_path,
+                                                 restore_best):
+    """Early stopping with restore_best (the default) ends on the weights of the best
+    evaluation, not on those `patience` evaluations later; without it, on the last step's."""
+    train, val = examples
+    cfg = _cfg(sx, tmp_path, max_steps=8, eval_every=1, early_stopping_patience=2,
+               restore_best=restore_best)
+    scripted = iter([5.0, 3.0, 2.0, 2.5, 2.6, 1.0, 1.0, 1.0, 1.0])  # best at step 2
+
+    def fake_evaluate(model, batches):
+        loss = next(scripted)
+        return {"loss": loss, "perplexity": math.exp(loss), "tokens": 1}
+
+    weights = {}
+
+    def remember(step, stats):
+        weights[step] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model = copy.deepcopy(base)
+    with patched(sx, evaluate=fake_evaluate):
+        result = sx.train(model, tok, train, val, cfg, progress=False, on_step=remember)
+    assert result.stopped_early and result.steps == 4 and result.best_step == 2
+    assert not torch.equal(weights[2]["lm_head.weight"], weights[4]["lm_head.weight"])
+    assert result.restored_best is restore_best
+    want = weights[2] if restore_best else weights[4]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, want[name]), name
+    saved = sx.read_checkpoint(tmp_path / "run" / sx.CHECKPOINT)
+    assert saved["step"] == 4 and saved["extra"]["best_step"] == 2  # resumable where it stopped
+
+
 def test_interrupted_write_keeps_previous_checkpoint(sx, base, tmp_path):
     model = copy.deepcopy(base)
     opt = sx.make_optimizer(model, sx.FinetuneConfig())

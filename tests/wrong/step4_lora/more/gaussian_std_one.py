@@ -1,4 +1,4 @@
-"""Bug: the gaussian init uses std 1 (torch.randn, as the seed's sketch might suggest) instead of
+"""Bug: the gaussian init uses std 1 (torch.randn, as a quick sketch might do) instead of
 std 1/r, so the first updates are r times larger than peft's."""
 EXPECT_LOSE = ["lora_linear_init_hidden", "lora_linear_init"]
 
