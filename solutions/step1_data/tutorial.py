@@ -374,6 +374,34 @@ load_reference("step1_data", "hidden_checks").clean_conversations_hidden(
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### Beyond exact duplicates
+#
+# An exact check misses a copy with one word changed. **Near-duplicates** are found on sets of
+# word 5-grams: two conversations whose sets have a Jaccard similarity (shared / all) of 0.8 or
+# more count as one. Comparing every pair is quadratic; **MinHash** estimates the similarity
+# from 128 hash minima per text, and locality-sensitive hashing picks the candidate pairs, whose
+# exact similarity then decides (`course.dedup`). The evaluation sets need a second check,
+# **decontamination**: an item whose text is also in training measures memory, not skill.
+#
+# Measured on the course data (`benchmarks/results/data_quality.json`): of 12,000 training
+# conversations, 1 is a near-duplicate (an exact copy); 1 of 500 validation conversations is a
+# training conversation word for word, and no test conversation shares half of its 13-word
+# sequences with training. Yet 456 of 500 validation and 918 of 1,000 test conversations share
+# at least one 13-word sequence with training — a system prompt, or "Once upon a time, there was
+# a little girl named": overlap also finds templates, so count the *share* of an item's n-grams
+# and read what it flags.
+
+# %%
+from course.dedup import MinHasher, estimated_jaccard, jaccard, shingles
+
+first = "\n".join(m["content"] for m in conversations[0])
+edited = first.replace(" the ", " a ", 1)
+a, b = shingles(first), shingles(edited)
+hasher = MinHasher(128)
+print(f"Jaccard of word 5-grams: exact {jaccard(a, b):.2f}, "
+      f"MinHash estimate {estimated_jaccard(hasher.signature(a), hasher.signature(b)):.2f}")
+
+# %% [markdown]
 # ## 6. Why the format matters
 #
 # The base model was pretrained on stories (with some plain `Question:` / `Answer:` lines and
