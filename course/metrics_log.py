@@ -1,5 +1,6 @@
 """A training run's metrics: one JSON object per line in `output_dir/metrics.jsonl` (and
-TensorBoard scalars when tensorboard is installed).
+TensorBoard scalars in `output_dir/tensorboard`, shown in the notebook by
+`course.tensorboard_view.show`).
 
     log = MetricsLog(output_dir)              # resume_step=N keeps the lines up to step N
     log.log({"step": 10, "split": "train", "loss": 1.23})
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"   # the event files' folder, next to metrics.jsonl
 
 
 class MetricsLog:
@@ -33,9 +35,15 @@ class MetricsLog:
             self.path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"))
         except ImportError:  # tensorboard is optional
-            self.writer = None
+            return
+        events = self.path.parent / TENSORBOARD
+        if resume_step is None:  # a fresh run: an earlier run's curves would be drawn over it
+            for old in events.glob("events.out.tfevents.*"):
+                old.unlink()
+        # resumed: TensorBoard drops what an earlier writer logged after the checkpoint's step
+        self.writer = SummaryWriter(str(events), purge_step=None if resume_step is None
+                                    else resume_step + 1)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -162,8 +162,8 @@ def assistant_char_spans(messages: list[dict], tokenizer) -> tuple[str, list[tup
 def assistant_token_mask(messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
     """(input_ids, mask) of the templated conversation: mask 1 on every token the model must
     write (answers and their end token), 0 elsewhere and on an assistant turn marked
-    `"train": False` (kept as context only: `loss_weight` 0 in LLaMA-Factory's format). input_ids equal
-    `apply_chat_template(messages, tokenize=True)`.
+    `"train": False` (kept as context only: `loss_weight` 0 in LLaMA-Factory's format).
+    input_ids equal `apply_chat_template(messages, tokenize=True)`.
 
     The library's mask when the template has `{% generation %}` markers; otherwise the tokens
     overlapping `assistant_char_spans` (offsets from the tokenizer), which is what transformers

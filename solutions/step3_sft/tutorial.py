@@ -497,6 +497,20 @@ run = require(result, "result", "9. Fine-tune the base model with your loop")
 fig = plots.training_curves(run.train, run.evals, title="SFT of the base model")
 
 # %% [markdown]
+# The same run in **TensorBoard** (where the HF `Trainer` logs with `report_to="tensorboard"`):
+# the loop writes its event files to `output_dir/tensorboard`, next to `metrics.jsonl`. The frame
+# below is TensorBoard started in this notebook's kernel (`course.tensorboard_view.show`; it
+# stops with the kernel). Its *Scalars* tab has one chart per logged value — `train/loss`,
+# `train/lr`, `train/grad_norm`, `val/loss`, ... — with smoothing, zoom and several runs
+# overlaid (point it at a folder of runs to compare them). In a terminal:
+# `.venv/bin/tensorboard --logdir build/step3_sft/run/tensorboard`.
+
+# %%
+from course.tensorboard_view import show as show_tensorboard
+
+show_tensorboard(f"{run_cfg.output_dir}/tensorboard")
+
+# %% [markdown]
 # Read the three panels together: the loss falls fastest once warmup ends; the gradient norm
 # is largest early (clipping at `max_grad_norm` caps its effect) and settles as the model fits
 # the format. The validation loss follows the training loss: 2.7 epochs of 12,000 varied
