@@ -87,7 +87,7 @@ def show(logdir: str | Path, height: int = 640) -> str | None:
 
     display(HTML(frame_html(port, height)))
     where = f"the lab's proxy/{port}/" if proxied() else url
-    print(f"TensorBoard on {logdir} ({where}); the Scalars tab shows train/ and val/ curves, "
-          f"updated every few seconds while a run writes. Outside the notebook: "
+    print(f"TensorBoard on {logdir} ({where}): one chart per logged value (train/..., "
+          f"val/...), read again every few seconds while a run writes. Outside the notebook: "
           f"{command(logdir)}")
     return url

@@ -500,7 +500,7 @@ fig = plots.training_curves(run.train, run.evals, title="SFT of the base model")
 # The same run in **TensorBoard** (where the HF `Trainer` logs with `report_to="tensorboard"`):
 # the loop writes its event files to `output_dir/tensorboard`, next to `metrics.jsonl`. The frame
 # below is TensorBoard started in this notebook's kernel (`course.tensorboard_view.show`; it
-# stops with the kernel). Its *Scalars* tab has one chart per logged value — `train/loss`,
+# stops with the kernel). It opens on *Time Series*: one chart per logged value — `train/loss`,
 # `train/lr`, `train/grad_norm`, `val/loss`, ... — with smoothing, zoom and several runs
 # overlaid (point it at a folder of runs to compare them). In a terminal:
 # `.venv/bin/tensorboard --logdir build/step3_sft/run/tensorboard`.
