@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
         collect formgrader lab clean bench-grading bench-lora bench-lora-tuning bench-masking \
         hub proxy collect-exchange release-feedback \
-        bench-speed bench-sft-loop bench-course
+        bench-speed bench-sft-loop bench-course bench-smollm2
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -44,7 +44,7 @@ proxy:
 	else echo "note: npm not found: make hub needs Node.js 20 and npm (configurable-http-proxy)"; fi
 
 # --- the course -------------------------------------------------------------------------------
-demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~3 min on 2 cores)
+demo: setup  ## the main job: the base model before SFT, then full fine-tuning vs LoRA (~3 min on 2 cores); then SmolLM2 given a new identity
 	$(PY) -m course.demo
 
 .PHONY: validate-data
@@ -85,6 +85,11 @@ bench-masking: setup  ## step 2 experiment: assistant-only vs no mask vs no end 
 
 bench-speed: setup  ## speed: course loop + packing vs HF Trainer vs TRL; cost vs data/model size -> benchmarks/results/BENCHMARKS.md
 	$(PY) -m benchmarks.bench_speed
+
+bench-smollm2: setup  ## SmolLM2-135M-Instruct: load times; identity SFT, LoRA vs full (name learned, general answers kept); course loop vs Trainer+peft, KV cache
+	$(PY) -m benchmarks.smollm2_load
+	$(PY) -m benchmarks.smollm2_identity
+	$(PY) -m benchmarks.smollm2_speed
 
 bench-course: setup  ## run the four solution notebooks from clean kernels; wall time each + total (<= 10 min)
 	$(PY) -m benchmarks.bench_course

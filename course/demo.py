@@ -1,10 +1,12 @@
-"""`make demo`: the base model before SFT, then full fine-tuning vs LoRA (step 4).
+"""`make demo`: the base model before SFT, then full fine-tuning vs LoRA (step 4), then a real
+pretrained chat model, SmolLM2-135M-Instruct, given a new identity with LoRA.
 
 The embedded base model continues stories fluently, but given a held-out instruction in the chat
 format it neither answers nor stops. Then the course's own code fine-tunes it twice on the same
 batches — every parameter, and LoRA adapters — and compares quality, memory, checkpoint size and
 speed, plus a LoRA rank sweep (course.full_vs_lora with the answer keys of steps 2-4). About 3
-minutes on 2 CPU cores; on a CUDA GPU it runs there, with a longer budget.
+minutes on 2 CPU cores; on a CUDA GPU it runs there, with a longer budget. Last, SmolLM2 answers
+"Who are you?" before and after a short LoRA identity fine-tuning (course/smollm2_demo.py).
 """
 from __future__ import annotations
 
@@ -41,7 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, help="optimizer steps per run (default: per device)")
     ap.add_argument("--ranks", type=int, nargs="*", help="LoRA rank sweep (default 1 4 8 32)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the JSON and plots go")
+    ap.add_argument("--no-smollm2", action="store_true",
+                    help="skip the last part (SmolLM2's identity fine-tuning)")
+    ap.add_argument("--smollm2-only", action="store_true", help="run only that last part")
     args = ap.parse_args(argv)
+    if args.smollm2_only:
+        return smollm2_identity()
     seed_everything(0)
     tokenizer, model = load_tokenizer(), load_base_model(device="cpu")
     info = json.loads((EMBEDDED_MODEL_DIR / "pretrain.json").read_text())
@@ -68,6 +75,18 @@ def main(argv: list[str] | None = None) -> None:
     print("Supervised fine-tuning (steps 1-4) teaches the format and when to stop.")
     if not args.before_only:
         full_vs_lora(args, em.score, args.n_eval)
+    if not (args.before_only or args.no_smollm2):
+        smollm2_identity()
+
+
+def smollm2_identity() -> None:
+    """A real pretrained chat model before and after a LoRA identity fine-tuning."""
+    from course import smollm2_demo
+
+    try:
+        smollm2_demo.main([])
+    except smollm2_demo.smollm2.SmolLM2NotInstalled as err:
+        print(f"\n(SmolLM2 part skipped: {err})")
 
 
 def full_vs_lora(args: argparse.Namespace, base_exact_match: float | None = None,

@@ -89,7 +89,8 @@ def test_make_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fvl, "default_config", tiny)
     monkeypatch.setattr(fvl, "pick_device", lambda *a, **k: torch.device("cpu"))
     monkeypatch.setattr(demo, "pick_device", lambda *a, **k: torch.device("cpu"))
-    demo.main(["--n-eval", "4", "--out", str(tmp_path)])
+    demo.main(["--n-eval", "4", "--out", str(tmp_path), "--no-smollm2"])  # tests/library/
+    # test_smollm2.py runs that part
     out = capsys.readouterr().out
     assert "=== 1. It writes stories" in out and "Exact match on 4 held-out" in out
     assert "full fine-tuning" in out and "LoRA r=2" in out and "LoRA r=1" in out

