@@ -4,24 +4,31 @@ shortcut it is proven equal to.
 Step 1's `format_conversation` must equal `tokenizer.apply_chat_template`, step 3's pieces what
 the HF `Trainer` does, step 4's `LoRALinear` peft's layer. A submission that simply calls the
 library would pass those comparisons without teaching anything, so the grading worker of a step
-(`course.sandbox.worker`, told the step by COURSE_BY_HAND) installs that step's guards before
-it imports the learner's module: the shortcut raises `ShortcutUsed`, whose message names the
-learner's function and what to do ("format_conversation calls apply_chat_template: write the
-template by hand"). Only the tests that run the shortcut lose their points, with that reason.
-The learner's own kernel is not touched: the notebook's comparison cells still use the library.
+(`course.sandbox.worker`, told the step by COURSE_BY_HAND) guards that step's library before it
+imports the learner's module: called while a function of the learner's folder (the worker's
+working folder) is on the stack, the shortcut raises `ShortcutUsed`, whose message names that
+function and what to do ("format_conversation calls apply_chat_template: write the template by
+hand"). Only the tests that run the shortcut lose their points, with that reason. The course's
+own code in the worker (a probe building a peft model to hand to the learner's function) is not
+affected, and neither is the learner's notebook, whose comparison cells use the library; its
+visible check of `format_conversation` runs inside `forbidding("step1_data")`, so the learner
+meets the message before grading does.
 
 Guards are installed when the library module is first imported (a post-import hook), so a worker
-that never needs it does not pay for importing it.
+that never needs it does not pay for importing it. They stop the plain shortcut, not a learner
+set on hiding it (a call from a thread of its own, say); the comparison with the library still
+holds either way.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.abc
-import importlib.machinery
 import os
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 ENV = "COURSE_BY_HAND"
 
@@ -32,21 +39,30 @@ class ShortcutUsed(Exception):
 
 @dataclass(frozen=True)
 class Shortcut:
-    name: str      # what the learner's code called, as the message says it
-    hint: str      # what to do instead
+    module: str                # the library module whose import installs the guards
+    targets: tuple[str, ...]   # "Class.method" or "function" names in it (and its submodules)
+    name: str                  # what the learner's code called, as the message says it
+    hint: str                  # what to do instead
 
 
-SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
-    "step1_data": (Shortcut("apply_chat_template", "write the template by hand"),),
-    "step3_sft": (Shortcut("the HF Trainer", "write the training loop by hand"),),
-    "step4_lora": (Shortcut("peft", "write LoRALinear and its helpers by hand (peft is for "
-                                    "the notebook's comparison cells)"),),
+SHORTCUTS: dict[str, Shortcut] = {
+    "step1_data": Shortcut("transformers.tokenization_utils_base",
+                           ("PreTrainedTokenizerBase.apply_chat_template",),
+                           "apply_chat_template", "write the template by hand"),
+    "step3_sft": Shortcut("transformers.trainer", ("Trainer.__init__",),
+                          "the HF Trainer", "write the training loop by hand"),
+    "step4_lora": Shortcut("peft", ("tuners.lora.layer.LoraLayer.__init__",
+                                    "tuners.tuners_utils.BaseTuner.__init__",
+                                    "peft_model.PeftModel.__init__", "get_peft_model",
+                                    "mapping.inject_adapter_in_model"),
+                           "peft", "write LoRALinear and its helpers by hand (peft is for the "
+                                   "notebook's comparison cells)"),
 }
 
 
-def _learner_function() -> str:
-    """The innermost function of the learner's folder (the worker's working folder) on the
-    stack: the one that took the shortcut."""
+def learner_function() -> str | None:
+    """The innermost function of the learner's folder (the working folder) on the stack, or
+    None when no learner code is running."""
     folder = os.getcwd() + os.sep
     frame = sys._getframe(1)
     while frame is not None:
@@ -54,113 +70,96 @@ def _learner_function() -> str:
             name = frame.f_code.co_name
             return "your module" if name == "<module>" else name
         frame = frame.f_back
-    return "your code"
+    return None
 
 
-def refuse(shortcut: Shortcut) -> None:
-    """Raise ShortcutUsed for `shortcut`, naming the learner's function."""
-    raise ShortcutUsed(f"{_learner_function()} calls {shortcut.name}: {shortcut.hint}")
-
-
-def _guard(shortcut: Shortcut) -> Callable[..., Any]:
+def _guard(original: Callable[..., Any], shortcut: Shortcut) -> Callable[..., Any]:
+    @functools.wraps(original)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        refuse(shortcut)
-    guarded.__name__ = f"no_{shortcut.name.replace(' ', '_')}"
+        who = learner_function()
+        if who is not None:
+            raise ShortcutUsed(f"{who} calls {shortcut.name}: {shortcut.hint}")
+        return original(*args, **kwargs)
+    guarded.__course_guard__ = original
     return guarded
 
 
-class _Forbidden:
-    """Stands for anything taken from a forbidden package: using it raises ShortcutUsed."""
+def _resolve(module: types.ModuleType, target: str) -> tuple[Any, str]:
+    """(owner, attribute) of a dotted `target` inside `module`."""
+    *path, attr = target.split(".")
+    owner: Any = module
+    for part in path:
+        owner = getattr(owner, part, None) or sys.modules.get(f"{owner.__name__}.{part}")
+    return owner, attr
+
+
+def guard(module: types.ModuleType, shortcut: Shortcut) -> list[tuple[Any, str, Any]]:
+    """Replace `shortcut`'s targets in `module` by guards; returns what to put back."""
+    undo = []
+    for target in shortcut.targets:
+        owner, attr = _resolve(module, target)
+        original = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr)
+        if original is None or hasattr(original, "__course_guard__"):
+            continue
+        setattr(owner, attr, _guard(original, shortcut))
+        undo.append((owner, attr, original))
+        if not isinstance(owner, type):   # re-exported functions: the package's name too
+            for other in list(sys.modules.values()):
+                if other is not owner and getattr(other, attr, None) is original and \
+                        getattr(other, "__name__", "").startswith(shortcut.module):
+                    setattr(other, attr, owner.__dict__[attr])
+                    undo.append((other, attr, original))
+    return undo
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Guards a module the moment its import finishes."""
 
     def __init__(self, shortcut: Shortcut):
-        object.__setattr__(self, "_shortcut", shortcut)
-
-    def __getattr__(self, name: str) -> "_Forbidden":
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        refuse(object.__getattribute__(self, "_shortcut"))
-
-    def __mro_entries__(self, bases: tuple) -> tuple:
-        refuse(object.__getattribute__(self, "_shortcut"))
-
-
-class _ForbiddenModule(types.ModuleType):
-    def __init__(self, name: str, shortcut: Shortcut):
-        super().__init__(name)
-        self.__path__ = []   # a package: its submodules are forbidden too
-        self._shortcut = shortcut
-
-    def __getattr__(self, name: str) -> _Forbidden:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _Forbidden(self._shortcut)
-
-
-class _Hooks(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Forbidden packages import as stand-ins; patched modules get their guard after import."""
-
-    def __init__(self) -> None:
-        self.forbidden: dict[str, Shortcut] = {}
-        self.patches: dict[str, Callable[[types.ModuleType], None]] = {}
+        self.shortcut = shortcut
 
     def find_spec(self, fullname, path, target=None):
-        top = fullname.partition(".")[0]
-        if top in self.forbidden:
-            return importlib.machinery.ModuleSpec(fullname, self)
-        if fullname in self.patches:
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None and spec.loader is not None:
-                    spec.loader = _Patching(spec.loader, self.patches[fullname])
-                    return spec
+        if fullname != self.shortcut.module:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                loader, shortcut = spec.loader, self.shortcut
+
+                class Guarding(importlib.abc.Loader):
+                    def create_module(self, spec):
+                        return loader.create_module(spec)
+
+                    def exec_module(self, module):
+                        loader.exec_module(module)
+                        guard(module, shortcut)
+                spec.loader = Guarding()
+                return spec
         return None
-
-    def create_module(self, spec):
-        return _ForbiddenModule(spec.name, self.forbidden[spec.name.partition(".")[0]])
-
-    def exec_module(self, module):
-        pass
-
-
-class _Patching(importlib.abc.Loader):
-    def __init__(self, loader, patch: Callable[[types.ModuleType], None]):
-        self.loader, self.patch = loader, patch
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        self.loader.exec_module(module)
-        self.patch(module)
-
-
-def _no_chat_template(module: types.ModuleType) -> None:
-    module.PreTrainedTokenizerBase.apply_chat_template = _guard(SHORTCUTS["step1_data"][0])
-
-
-def _no_trainer(module: types.ModuleType) -> None:
-    module.Trainer.__init__ = _guard(SHORTCUTS["step3_sft"][0])
 
 
 def install(step: str) -> None:
-    """Install `step`'s guards in this process (the grading worker), before learner code runs."""
-    if step not in SHORTCUTS:
+    """Guard `step`'s shortcut in this process (the grading worker), before learner code runs."""
+    shortcut = SHORTCUTS.get(step)
+    if shortcut is None:
         return
-    hooks = _Hooks()
-    if step == "step1_data":
-        hooks.patches["transformers.tokenization_utils_base"] = _no_chat_template
-    elif step == "step3_sft":
-        hooks.patches["transformers.trainer"] = _no_trainer
-    elif step == "step4_lora":
-        hooks.forbidden["peft"] = SHORTCUTS[step][0]
-    for name, patch in hooks.patches.items():   # already imported: patch now
-        if name in sys.modules:
-            patch(sys.modules[name])
-    for name in [n for n in sys.modules if n.partition(".")[0] in hooks.forbidden]:
-        del sys.modules[name]
-    sys.meta_path.insert(0, hooks)
+    if shortcut.module in sys.modules:
+        guard(sys.modules[shortcut.module], shortcut)
+    else:
+        sys.meta_path.insert(0, _AfterImport(shortcut))
+
+
+@contextlib.contextmanager
+def forbidding(step: str) -> Iterator[None]:
+    """`step`'s guards for the length of a with-block, in this process (a visible check
+    calling the learner's function in the notebook), if its library is already imported."""
+    shortcut = SHORTCUTS.get(step)
+    module = sys.modules.get(shortcut.module) if shortcut else None
+    undo = guard(module, shortcut) if module is not None else []
+    try:
+        yield
+    finally:
+        for owner, attr, original in reversed(undo):
+            setattr(owner, attr, original)
