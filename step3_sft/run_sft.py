@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
                        sample_prompts=prompts, collate=collate)
     summary = {"world_size": world_size, "steps": result.steps,
                "train_minutes": result.seconds / 60, "prepare_seconds": prep_s,
-               "stopped_early": result.stopped_early, "pack_length": args.pack_length,
+               "stopped_early": result.stopped_early, "best_step": result.best_step,
+               "restored_best": result.restored_best, "pack_length": args.pack_length,
                "padding_waste": result.padding_waste,
                "final_val_loss": result.evals[-1]["loss"] if result.evals else None,
                "final_train_loss": result.train[-1]["loss"] if result.train else None,

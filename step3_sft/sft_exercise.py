@@ -4,7 +4,7 @@ tutorial.ipynb imports this module and reloads it before every cell (%autoreload
 function here, save, and re-run the notebook cell that uses it. Each TODO is a function body;
 its docstring is the specification that the checks and the grader hold you to.
 
-    cfg = FinetuneConfig(learning_rate=2e-3, max_steps=300, batch_size=16, grad_accum_steps=2)
+    cfg = FinetuneConfig(learning_rate=1e-3, max_steps=300, batch_size=16, grad_accum_steps=2)
     result = train(model, tokenizer, train_examples, val_examples, cfg)
 
 One optimizer step ("step") sees `batch_size * grad_accum_steps * world_size` sequences: each
@@ -36,7 +36,8 @@ from course import sft_loop
 from course.batching import (collate, eval_batches, grouped_epoch_order,  # noqa: F401
                              micro_batches_for_step, tokenize_split)
 from course.checkpoints import (CHECKPOINT, CheckpointMismatchError,  # noqa: F401
-                                check_compatible, read_checkpoint, rng_state, set_rng_state)
+                                check_compatible, fsync_path, read_checkpoint, rng_state,
+                                set_rng_state)
 from course.data import IGNORE_INDEX
 from course.distributed import (all_reduce_gradients, all_reduce_sum,  # noqa: F401
                                 collective_device, init_distributed, unique_trainable, world)
@@ -50,12 +51,13 @@ class FinetuneConfig(SFTSettings):
     """Every hyperparameter of a run, in one place (fields: course/sft_config.py).
 
     Why these values: a large pretrained model (0.5B parameters and up) already knows language,
-    and SFT only teaches it a format, so full fine-tuning uses a small learning rate (1e-5 to
-    5e-6) for 1-3 epochs: more, or larger, overwrites what it knew (catastrophic forgetting)
-    and overfits the few thousand examples. `FinetuneConfig.for_large_model()` holds those
-    values. The course's embedded model has 1.3M parameters and starts far from the answers'
-    format: with 1e-5 it would barely move in a few hundred steps, so it needs a learning rate
-    about 100x larger (1e-3 to 3e-3), which a tiny, well-normalised model tolerates.
+    so full fine-tuning uses a small learning rate, about 1e-5 (5e-6 to 2e-5), for 1-3 epochs:
+    more, or larger, overwrites what it knew (catastrophic forgetting) and overfits the few
+    thousand examples; LoRA uses about ten times more, 1e-4 (step 4).
+    `FinetuneConfig.for_large_model()` holds the full fine-tuning values. The course's embedded
+    model has 1.3M parameters and starts far from the answers' format: at 1e-5 it would barely
+    move in a few hundred steps, so it trains at 1e-3, 100x more (the default; at 2e-3 one run
+    in three derailed, at 1e-3 none of three: step 3, section 9).
     `course_run()`: the notebook's run; `global_batch_size(world_size)`: sequences per step.
     """
 
@@ -79,7 +81,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
     Decayed: every parameter with 2 or more dimensions (linear and embedding weights).
     Not decayed: 1-dimensional ones (norm scales, biases) -- decay pulls them towards 0, but a
-    norm's neutral value is 1 and a bias has no reason to be small. Each list keeps the order of
+    norm's neutral value is 1 and a bias has no reason to be small. (This rule by shape is
+    nanoGPT's; the HF Trainer excludes biases and normalisation weights by name and layer type
+    instead, which picks the same parameters in Qwen2.) Each list keeps the order of
     `model.named_parameters()`; a tied weight (one tensor, two names) appears once. Frozen
     parameters are in neither group. Both groups are returned, even when one is empty.
     """
@@ -131,9 +135,10 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
 
     The output layer (hidden -> vocabulary, 128 x 4096 here) is the largest matmul of a small
     model and its logits the largest tensor, yet only positions whose next token is supervised
-    (the answers: about 1 position in 9) enter the loss. A forward pre-hook hands the output
+    (the answers: about 1 position in 10) enter the loss. A forward pre-hook hands the output
     layer only those hidden states, so the logits are (N, vocab) instead of (B, L, vocab): the
-    same loss and gradients, about 1.8x faster here (benchmarks/BENCHMARKS.md). Large models do
+    same loss and gradients, 1.75x faster end to end here (course_padded against
+    course_padded_full_logits in benchmarks/results/BENCHMARKS.md). Large models do
     the same (`logits_to_keep` in generation, "sparse" or chunked losses in training stacks).
 
     The batch may also be packed (course/packing.py: several conversations per row): its
@@ -172,14 +177,19 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
        report that norm (clip_grad_norm_ with max_norm=inf);
     6. optimizer.step(), then scheduler.step() -- once per optimizer step, not per micro-batch.
 
-    Returns {"loss": mean loss over the N tokens (summed over processes; a float),
-    "grad_norm": float, "lr": the learning rate of the first parameter group used by this
-    step, "tokens": N}. With N == 0 the loss is 0.0 and the parameters get zero gradients
-    (never NaN). A NaN or infinite loss is reported, not hidden: `train` stops on it.
+    Returns plain Python numbers, not tensors (they go to the JSON metrics log):
+    {"loss": float, the mean loss over the N tokens (summed over processes), "grad_norm": float,
+    "lr": float, the learning rate of the first parameter group used by this step, "tokens":
+    int, N}. `all_reduce_sum` returns a float64 tensor: turn it into a number with `.item()`,
+    `float(...)` or `int(...)`. A step whose micro-batches have no supervised token (N == 0)
+    happens when every answer was cut off: divide by max(N, 1) instead of N, so the loss is 0.0
+    and the gradients are zeros, never NaN. A parameter the loss never reached keeps
+    `.grad = None`, and AdamW leaves it alone (no momentum, no decay), as in the libraries.
+    A NaN or infinite loss is reported, not hidden: `train` stops on it.
     """
-    # TODO: zero once; count N over all micro-batches; backward(sum / N) each; reduce; clip; step.
+    # TODO: zero once; N over all micro-batches; backward(sum / max(N, 1)); reduce; clip; step.
     raise NotImplementedError(
-        'zero once; count N over all micro-batches; backward(sum / N) each; reduce; clip; step.')
+        'zero once; N over all micro-batches; backward(sum / max(N, 1)); reduce; clip; step.')
 
 
 # --- 5. evaluation ---------------------------------------------------------------------------
@@ -191,7 +201,9 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]]
     faster), then puts the model back in the mode it was in. The loss is the mean over all
     supervised tokens of all batches (sum of `token_loss_sum` / sum of `supervised_tokens`,
     both summed over processes with `all_reduce_sum`), not the mean of per-batch means.
-    Returns {"loss", "perplexity": exp(loss), "tokens"}; loss 0.0 when there is no token.
+    Returns plain Python numbers (not tensors): {"loss": float, "perplexity": float, exp(loss),
+    "tokens": int}; loss 0.0 when there is no token. (`all_reduce_sum` returns a float64
+    tensor: `float(...)`, `int(...)`.)
     """
     # TODO: eval mode + no_grad; total loss sum / total tokens (all-reduced); restore the mode.
     raise NotImplementedError(
@@ -238,8 +250,10 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
     "step": step, "extra": extra or {}}. Atomic: save to a temporary file in the same folder
     (e.g. path + ".tmp"), then `os.replace(tmp, path)` -- a crash mid-write then leaves the
-    previous checkpoint intact instead of a truncated "latest" one. Creates the folder if
-    needed; returns `Path(path)`.
+    previous checkpoint intact instead of a truncated "latest" one. That protects against a
+    crash of the process; against a power loss, also `fsync_path(tmp)` before the rename and
+    `fsync_path(folder)` after it (the OS may not have written the data yet). Creates the
+    folder if needed; returns `Path(path)`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

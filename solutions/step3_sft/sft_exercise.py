@@ -88,7 +88,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
     Decayed: every parameter with 2 or more dimensions (linear and embedding weights).
     Not decayed: 1-dimensional ones (norm scales, biases) -- decay pulls them towards 0, but a
-    norm's neutral value is 1 and a bias has no reason to be small. Each list keeps the order of
+    norm's neutral value is 1 and a bias has no reason to be small. (This rule by shape is
+    nanoGPT's; the HF Trainer excludes biases and normalisation weights by name and layer type
+    instead, which picks the same parameters in Qwen2.) Each list keeps the order of
     `model.named_parameters()`; a tied weight (one tensor, two names) appears once. Frozen
     parameters are in neither group. Both groups are returned, even when one is empty.
     """

@@ -8,9 +8,12 @@ from it and then the learner version in step3_sft/. Instructor-only: never relea
 # # Step 3 — The training loop, by hand
 #
 # Steps 1 and 2 turned conversations into token ids and labels. Now the model learns from them.
-# Libraries hide this part (`Trainer`, TRL's `SFTTrainer`); here you write it yourself, and the
-# course's tests prove that your loop computes *exactly* what the `Trainer` computes — the same
-# loss at every step, the same weights at the end.
+# Libraries hide this part (`Trainer`, TRL's `SFTTrainer`); here you write it yourself. Each of
+# your functions is checked against what the libraries compute (the schedule against
+# transformers', the parameter groups against the `Trainer`'s, the accumulated gradient against
+# one big batch's), and the course's answer key, run by the same driver as your functions, is
+# tested to compute what the `Trainer` computes: the same loss at every step, the same weights
+# at the end (`tests/library/test_step3_library.py`).
 #
 # **You will**
 # - set the hyperparameters of a run in one `FinetuneConfig`, and see why a 7B model and this
@@ -20,8 +23,8 @@ from it and then the learner version in step3_sft/. Instructor-only: never relea
 # - write one optimizer step with **gradient accumulation normalised by the supervised tokens of
 #   the whole batch** — the detail that libraries got wrong for years — with clipping after
 #   accumulation;
-# - evaluate (validation loss, perplexity), stop early, and write checkpoints that survive a
-#   crash and resume to the very same weights;
+# - evaluate (validation loss, perplexity), stop early and keep the best weights, and write
+#   checkpoints that survive a crash and resume to the very same weights;
 # - pack several conversations into one row without letting them see each other, and compute
 #   the output layer only where the loss looks: the same gradients, a fraction of the work;
 # - fine-tune the course's base model with your loop: curves, before/after answers, exact match,
@@ -76,7 +79,7 @@ print(f"{len(train_examples):,} training and {len(val_examples):,} validation co
 # written with different settings.
 #
 # ```python
-# FinetuneConfig(learning_rate=2e-3, num_epochs=1.0, batch_size=16, grad_accum_steps=2,
+# FinetuneConfig(learning_rate=1e-3, num_epochs=1.0, batch_size=16, grad_accum_steps=2,
 #                warmup_ratio=0.05, weight_decay=0.01, max_grad_norm=1.0, ...)
 # ```
 #
@@ -84,14 +87,15 @@ print(f"{len(train_examples):,} training and {len(val_examples):,} validation co
 # optimizer *step* sees `batch_size x grad_accum_steps x world_size` sequences: each of
 # `world_size` processes runs `grad_accum_steps` micro-batches and the gradients are added up.
 #
-# **Learning rate.** SFT of a large pretrained model (0.5B–7B) uses a *small* learning rate,
-# 1e-5 to 5e-6, for 1–3 epochs: the model already knows the language, SFT only teaches a format,
-# and larger steps or more epochs overwrite what it knew (*catastrophic forgetting*) and overfit
-# a few thousand examples. LoRA (step 4) trains far fewer weights and uses 1e-4 to 5e-5. Our
-# 1M-parameter model is the opposite case: it starts far from the answer format, and with 1e-5
-# it would hardly move in a few hundred steps; this one trains at 1e-3 to 2e-3 (section 9: at
-# 2e-3 one run in three derailed, at 1e-3 none). `FinetuneConfig.for_large_model(name)` holds
-# the large-model values.
+# **Learning rate.** Full fine-tuning of a pretrained 0.5B–7B model uses a *small* learning
+# rate, about 1e-5 (5e-6 to 2e-5), for 1–3 epochs: the model already knows the language, and
+# larger steps or more epochs overwrite what it knew (*catastrophic forgetting*) and overfit a
+# few thousand examples. LoRA (step 4) trains far fewer weights and uses about ten times more,
+# 1e-4 (step 4 gives the source and measures the ratio). Our 1M-parameter model is the opposite
+# case: it starts far from the answer format, and at 1e-5 it would hardly move in a few hundred
+# steps; it trains at 1e-3, the default here (measured, section 9: at 2e-3 one run in three
+# derailed, at 1e-3 none of three). `FinetuneConfig.for_large_model(name)` holds the
+# large-model values.
 #
 # **TODO 1** — implement `FinetuneConfig.total_steps(num_examples, world_size)`.
 
@@ -123,9 +127,19 @@ load_reference("step3_sft", "hidden_checks").total_steps_hidden(
 #
 # and moves each weight by $\eta\,\hat m_t / (\sqrt{\hat v_t} + \epsilon)$, plus *decoupled
 # weight decay* $\eta \lambda \theta$, which pulls weights towards 0. That is a sensible prior for
-# the big matrices, but not for a norm's scale (its neutral value is 1) or a bias. The usual
-# rule, the HF `Trainer`'s too: decay parameters with 2 or more dimensions, not the
-# 1-dimensional ones. Only trainable parameters go to the optimizer (step 4 freezes most).
+# the big matrices, but not for a norm's scale (its neutral value is 1) or a bias. Two rules are
+# in use, and for Qwen2 they pick the same parameters:
+#
+# - **by shape** (nanoGPT's, and yours): decay the parameters with 2 or more dimensions, not the
+#   1-dimensional ones;
+# - **by name and layer type** (the HF `Trainer`'s `get_decay_parameter_names`): decay
+#   everything except biases and the weights of normalisation layers — parameters of an
+#   `nn.LayerNorm`, or whose name contains `bias`, `layernorm`, `rmsnorm` or a `norm` part.
+#
+# They differ for a 1-dimensional parameter that is neither a bias nor a norm (the shape rule
+# spares it, the Trainer decays it) or a norm whose name and class the Trainer does not
+# recognise. The check compares your groups with the Trainer's. Only trainable parameters go to
+# the optimizer (step 4 freezes most).
 #
 # **TODO 2** — implement `param_groups(model, weight_decay)`.
 
@@ -156,6 +170,12 @@ load_reference("step3_sft", "hidden_checks").param_groups_hidden(
 # learning rate; without it the loss often spikes in the first steps. After warmup a **cosine**
 # decay brings the learning rate smoothly to 0 at the last step, so the final steps polish
 # instead of jumping around.
+#
+# In transformers' formula the factor at step 0 is 0: the first optimizer step updates Adam's
+# moment estimates but moves no weight (AdamW's update and its decay are both multiplied by the
+# learning rate), and the first line of a run's log shows `lr 0`. Some stacks start the ramp at
+# `(step + 1) / warmup_steps` instead; the course keeps transformers' formula, so that its runs
+# equal the `Trainer`'s step for step.
 #
 # **TODO 3** — implement `lr_lambda(step, warmup_steps, total_steps)`, the factor the peak learning
 # rate is multiplied by; it must equal transformers' `get_cosine_schedule_with_warmup`.
@@ -202,6 +222,13 @@ load_reference("step3_sft", "hidden_checks").lr_lambda_hidden(
 # 5. **clip once**, now that the gradient is complete (`clip_grad_norm_` returns the norm before
 #    clipping: log it, spikes show instability);
 # 6. `optimizer.step()`, then `scheduler.step()` — once per optimizer step.
+#
+# Return plain Python numbers (`float`, `int`): `all_reduce_sum` returns a float64 tensor, and
+# the driver writes your numbers to a JSON log. A step can hold no supervised token at all
+# ($N = 0$, every answer cut off by the length limit): divide by $\max(N, 1)$, so the loss is 0 and
+# the gradients are zeros instead of NaN. A parameter the loss did not reach keeps
+# `.grad = None`, and AdamW leaves it alone — do not fill in zeros: AdamW would then move it
+# (its momentum and its weight decay keep acting).
 #
 # **TODO 4** — implement `train_step(model, optimizer, scheduler, micro_batches, max_grad_norm)`.
 
@@ -265,8 +292,25 @@ load_reference("step3_sft", "hidden_checks").evaluate_hidden(
 # ## 6. Early stopping
 #
 # Once the validation loss stops improving, more steps only fit the training set more closely
-# (section 9 shows it). Early stopping watches the validation loss and stops after `patience`
+# (section 10 shows it). Early stopping watches the validation loss and stops after `patience`
 # evaluations without a new best (an improvement must beat the best by more than `min_delta`).
+#
+# Stopping is half of it. When the stopper fires, the model is `patience` evaluations *past*
+# its best, so the weights to keep are the best evaluation's. The driver (`course/sft_loop.py`)
+# writes them to `best.pt` at every new best and puts them back at the end (`restore_best=True`,
+# the default; in the HF `Trainer`, `load_best_model_at_end=True` next to its
+# `EarlyStoppingCallback`); section 10 measures what that changes. Two more things to know:
+#
+# - the cosine schedule was planned for `total_steps`: a run stopped early ends with its
+#   learning rate still high, never annealed. When the best step comes well before the end,
+#   rerun with that many steps, so that the decay happens where the model is best (or use a
+#   schedule whose decay can start at any step, such as warmup-stable-decay);
+# - validation loss is a weak stopping signal for SFT. It measures how likely the reference
+#   answers are, not how good the generated ones are: a model can grow more confident about the
+#   wrong tokens of a few answers (the loss rises) while more of its answers come out right.
+#   InstructGPT's SFT models overfit on validation loss after one epoch, yet more epochs raised
+#   their reward-model score and human preference ratings (Ouyang et al., 2022). Where it
+#   matters, stop on what you care about: here, exact match on validation conversations.
 #
 # **TODO 6** — implement `EarlyStopping.step(val_loss)`.
 
@@ -304,8 +348,11 @@ load_reference("step3_sft", "hidden_checks").early_stopping_hidden(
 #
 # **Atomic writes.** `torch.save(state, "checkpoint.pt")` overwrites the previous checkpoint
 # byte by byte; a crash halfway leaves neither the old one nor the new one. Write to a temporary
-# file in the same folder, then `os.replace(tmp, path)`: a rename is atomic, so `checkpoint.pt`
-# is always a complete checkpoint.
+# file in the same folder, then `os.replace(tmp, path)`: a rename is atomic, so after a crash of
+# the process `checkpoint.pt` is always a complete checkpoint. A power loss is harsher: only what
+# the operating system has already written to disk survives, and it may not have written the
+# new file, or the rename, yet. `fsync_path(tmp)` before the rename and `fsync_path(folder)`
+# after it (given, from `course/checkpoints.py`) force both to disk; the answer key does both.
 #
 # **TODO 7** — implement `save_checkpoint(...)`. **TODO 8** — implement `load_checkpoint(...)`.
 
@@ -392,7 +439,7 @@ if not is_grading():
 # `course/packing.py` explains the three routes, `tests/library/test_packing.py` proves each.)
 #
 # The given `token_loss_sum` (in `sft_exercise.py`) already saves the other big waste: it
-# computes the output layer (128 → 4,096) only at the ~1 in 9 positions the loss scores.
+# computes the output layer (128 → 4,096) only at the 1 in 10 positions the loss scores.
 
 # %%
 from course import packing
@@ -450,29 +497,36 @@ print(f"base model exact match: {before.score:.1%}")
 
 # %% [markdown]
 # The run (`FinetuneConfig.course_run()`): the learning rate and schedule of the course's HF
-# `Trainer` reference (lr 1e-3, 5 % warmup, cosine, batches of similar lengths), with 16
-# conversations per step for 2000 steps where the reference takes 32 for 1200. 4–5 minutes on
-# an idle 2-core machine (a few seconds while grading); the progress bar shows loss, learning
-# rate, tokens/s and the padding left.
+# `Trainer` reference (lr 1e-3, 5 % warmup, cosine, batches of similar lengths, no weight
+# decay), with 16 conversations per step for 2000 steps where the reference takes 32 for 1200.
+# 4–5 minutes on an idle 2-core machine (a few seconds while grading); the progress bar shows
+# loss, learning rate, tokens/s and the padding left. With `weight_decay=0.0` your parameter
+# groups of section 2 change nothing in this run; they matter wherever decay is on
+# (`FinetuneConfig()`'s default, 0.01), and their trainable-only rule matters in step 4, where
+# most weights are frozen.
 #
 # What to expect, measured (`benchmarks/results/step3_course_run.json`): **86.1 %** held-out
 # exact match in 4.3 minutes at the default seed, 85.3 % and 84.6 % at seeds 1 and 2; the
 # reference scores 86.4 / 86.1 / 86.1 %. Most tasks are learned early. Reading a *count* and
 # *what was found* come last, each as a jump: the model answers every such question with one
-# frequent word until, at some step, it starts copying the right one. Two choices made these
-# jumps reliable, and both are worth knowing beyond this course:
+# frequent word until, at some step, it starts copying the right one. Two changes, made
+# together, made these jumps reliable here (with the reference, three seeds each):
 # - **the data mix**: the train split has twice as many count and found questions as the
-#   others (the skills a model learns last get more examples; the price, measured, is about
-#   ten points on the name questions, which now get fewer);
+#   others. At lr 2e-3 it made both jumps come early at two seeds of three, where the uniform
+#   mix passed neither at one seed; the price is about ten points on the name questions, which
+#   get fewer examples;
 # - **the learning rate**: at 2e-3 with that mix one seed in three derailed (the training loss
 #   jumped twice and stalled; the model began writing the wrong pronoun and scored 67.6 %); at
 #   1e-3 the reference's three seeds land within 0.3 points of each other, this run's within
 #   1.5.
 #
-# The runs are in `docs/BASE_MODEL.md`. Compare runs over several seeds and read the score per
-# task, not only the total. One task stays out of reach at every budget tried: *yes/no* (at
-# chance; it needs a comparison, not a copy). SFT brings out what the base model can do; it does
-# not give it a skill it lacks.
+# Whether the lower rate alone would have been enough is not known: the uniform mix was not run
+# at 1e-3. The runs are in `docs/BASE_MODEL.md`. Compare runs over several seeds and read the
+# score per task, not only the total. One task stays out of reach at every budget tried:
+# *yes/no* (at chance; it needs a comparison, not a copy). What this measures: on this 1.3M
+# model, SFT made reliable the tasks that copy an answer from the story and did not teach the
+# one that needs a comparison. It is one model and one family of tasks, not a law: SFT on
+# worked solutions does teach larger models to reason through problems they failed before.
 
 # %%
 run_cfg = ex.FinetuneConfig.course_run()
@@ -513,8 +567,13 @@ show_tensorboard(f"{run_cfg.output_dir}/tensorboard")
 # %% [markdown]
 # Read the three panels together: the loss falls fastest once warmup ends; the gradient norm
 # is largest early (clipping at `max_grad_norm` caps its effect) and settles as the model fits
-# the format. The validation loss follows the training loss: 2.7 epochs of 12,000 varied
-# conversations do not overfit (section 10 shows what does).
+# the format. The validation loss keeps falling to the end. This course calls a run
+# **overfitting** when its training loss keeps falling while its validation loss no longer does
+# (section 10). By that definition this run does not overfit: in the measured run its
+# validation loss is lowest at the last evaluation. The gap is large all the same —
+# training loss 0.0085 on the last batch against validation loss 0.068 — which says the model
+# fits its training answers more closely than new ones (a *generalisation gap*); a gap alone,
+# with the validation loss still falling, is not a reason to stop.
 #
 # Now the same held-out questions, before and after:
 
@@ -534,21 +593,34 @@ for sample in require(result, "result", "9. Fine-tune the base model with your l
 
 # %% [markdown]
 # The course's reference run with the stock HF `Trainer` (`make bench-reference`) is stored in
-# `benchmarks/results/reference_sft.json` (86.4 % at seed 0). Your loop computes the same steps;
-# `make bench-sft-loop` runs it with the reference's budget (1200 steps of 32, packed).
+# `benchmarks/results/reference_sft.json` (86.4 % at seed 0). It is not the same run as this
+# one (another batch size and budget); that the loop takes the `Trainer`'s steps is tested
+# separately, step by step on a short run (`tests/library/test_step3_library.py`).
+# `make bench-sft-loop` runs the loop with the reference's budget (1200 steps of 32, packed).
 
 # %% [markdown]
-# ## 10. Overfitting: the same small data set, 1, 3 and 10 epochs
+# ## 10. Overfitting: the same small data set, 1, 3 and 30 epochs
 #
-# With few examples, every extra epoch fits them more closely. The training loss keeps falling;
-# the validation loss falls, flattens, then rises: the model memorises the training answers
-# instead of learning the task. This is why SFT recipes say 1–3 epochs, and why early stopping
-# watches the validation loss.
+# With few examples, every extra epoch fits them more closely. This course calls a run
+# **overfitting** when its training loss keeps falling while its validation loss no longer
+# does (it stalls or rises): the model memorises the training answers instead of learning the
+# task. Measured on these 128 conversations (`benchmarks/results/step3_overfitting.json`, the
+# runs below): after 3 epochs the validation loss is still falling (0.877). Over 30 epochs it
+# falls steeply for 5 epochs, to 0.380, then hardly moves (between 0.360 and 0.423 over the
+# remaining 25 epochs, 0.369 at the end) while the training loss goes on down to 0.0021. This
+# is why SFT recipes say 1–3 epochs, and why early stopping watches the validation loss.
+#
+# Early stopping (patience 2, one evaluation per epoch) stops the 30-epoch run at step 80, two
+# evaluations past its best (step 64). On 500 held-out test conversations it scores 22.6 % with
+# the last weights and 25.6 % with the best evaluation's (`restore_best`), but 34.4 % when all
+# 30 epochs run: the stopped run's learning rate never decayed (its schedule was planned for
+# 240 steps), and exact match went on rising while the validation loss stalled, the weak signal
+# of section 6. (On 500 conversations, a difference of a few points is within the noise.)
 
 # %%
 subset = train_examples[:128]
 runs = {}
-for epochs in ([] if is_grading() else [1, 3, 10]):
+for epochs in ([] if is_grading() else [1, 3, 30]):
     cfg_e = ex.FinetuneConfig(num_epochs=epochs, batch_size=16, grad_accum_steps=1,
                               warmup_ratio=0.1, eval_every=8, eval_batches=4,
                               output_dir=checks.tmp_dir())
@@ -610,7 +682,10 @@ if runs:
 #   atomically; a resumed run ends with the same weights.
 # - [ ] I can say what packing must get right (block-diagonal attention, restarting positions,
 #   no label across a boundary) and how to prove it (same loss and gradients as unpacked).
-# - [ ] I saw overfitting: more epochs on little data, a widening train/validation gap.
+# - [ ] I saw overfitting: more epochs on little data, the training loss falling while the
+#   validation loss stalls or rises (a gap alone is not overfitting).
+# - [ ] Early stopping ends on the best evaluation's weights, and I know why validation loss is
+#   a weak stopping signal for SFT.
 #
 # Next: [Step 4 — LoRA](../step4_lora/tutorial.ipynb). The answers of this step:
 # [solutions/step3_sft/sft_exercise.py](../solutions/step3_sft/sft_exercise.py).

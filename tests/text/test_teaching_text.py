@@ -313,3 +313,106 @@ def test_one_learning_rate_statement_in_index_and_step_4():
         assert "about 1e-5" in text and "5e-6 to 2e-5" in text and "1e-4" in text
         assert "about ten times" in text.replace("ten times more", "ten times")
     assert "LoRA Without Regret" in step4
+
+
+def test_step3_speed_figures_come_from_the_speed_benchmark():
+    """The share of positions the loss scores and the speed-up of computing the output layer
+    only there are quoted from benchmarks/results/speed.json (no '~1 in 9', no '1.8x')."""
+    from benchmarks.bench_speed import scored_share
+    result = _results("speed.json")
+    speed = result["speed"]
+    speedup = (speed["course_padded"]["supervised_tokens_per_s"]
+               / speed["course_padded_full_logits"]["supervised_tokens_per_s"])
+    share = scored_share(result)  # '1 position in 10'
+    exercise = _flat((REPO_ROOT / "solutions" / "step3_sft" / "sft_exercise.py").read_text()
+                     .replace("\n    ", "\n"))
+    tutorial = _flat((REPO_ROOT / "solutions" / "step3_sft" / "tutorial.py").read_text())
+    assert f"about {share})" in exercise
+    assert f"{speedup:.2f}x faster end to end" in exercise
+    assert "course_padded_full_logits in benchmarks/results/BENCHMARKS.md" in exercise
+    assert f"only at the {share.replace('position ', '')} positions the loss scores" in tutorial
+    markdown = (REPO_ROOT / "benchmarks" / "results" / "BENCHMARKS.md").read_text()
+    assert f"only {share} is supervised" in markdown
+
+
+REPO_PATH = re.compile(r"(?<![\w./-])((?:benchmarks|course|docs|tests|solutions|deploy)/"
+                       r"[\w./-]*\w\.(?:py|md|json|jsonl|png|yaml|yml|ipynb))")
+
+
+def test_repository_paths_in_the_text_exist():
+    """Every repository file the learner-facing text names (`benchmarks/results/...json`,
+    `course/...py`, ...) exists, so a moved or misnamed file fails here."""
+    missing = []
+    for path in _files(LEARNER_FACING):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for name in REPO_PATH.findall(line):
+                if not (REPO_ROOT / name).exists():
+                    missing.append(f"{path.relative_to(REPO_ROOT)}:{n}: {name}")
+    assert not missing, "files named in the text do not exist:\n" + "\n".join(missing)
+
+
+def test_one_learning_rate_statement_in_step_3():
+    """Step 3 (notebook and module) states the rates as the landing page and step 4 do, and
+    the embedded model's rate is the config's default, the notebook's run's and the HF Trainer
+    reference's, not the rate the text says derailed a run."""
+    from course.sft_config import SFTSettings
+    reference = _results("reference_sft.json")["lr"]
+    course_run = _results("step3_course_run.json")["config"]["learning_rate"]
+    assert SFTSettings.learning_rate == SFTSettings.course_run().learning_rate == reference
+    assert course_run == reference
+    tutorial = _flat((REPO_ROOT / "solutions" / "step3_sft" / "tutorial.py").read_text())
+    exercise = _flat((REPO_ROOT / "solutions" / "step3_sft" / "sft_exercise.py").read_text()
+                     .replace("\n    ", "\n"))
+    for text in (tutorial, exercise):
+        assert "about 1e-5 (5e-6 to 2e-5)" in text and "about ten times more, 1e-4" in text
+        assert f"trains at {sci(reference)}" in text
+        for stale in ("1e-5 to 5e-6", "1e-4 to 5e-5", "1e-3 to 2e-3", "1e-3 to 3e-3"):
+            assert stale not in text, stale
+    assert "at 2e-3 one run in three derailed" in tutorial
+    assert sci(SFTSettings.learning_rate) != "2e-3"
+
+
+def _overfitting_quotes() -> list[tuple[str, str]]:
+    """Section 10's figures, from benchmarks/results/step3_overfitting.json (percent without
+    the space the text puts before '%')."""
+    o = _results("step3_overfitting.json")
+    runs = {r["epochs"]: r for r in o["runs"]}
+    three, thirty = runs[3], runs[30]
+    last, best = o["early_stopping"]
+    assert not last["restore_best"] and best["restore_best"] and best["restored_best"]
+    val3 = [loss for _, loss in three["val_curve"]]
+    assert val3 == sorted(val3, reverse=True)  # "still falling"
+    per_epoch = o["train_conversations"] // 16
+    later = [loss for step, loss in thirty["val_curve"] if step > 5 * per_epoch]
+    at5 = dict(thirty["val_curve"])[5 * per_epoch]
+    assert max(later) - min(later) < 0.1  # "hardly moves"
+    return [
+        (f"after 3 epochs the validation loss is still falling ({three['final_val_loss']:.3f})",
+         "3 epochs"),
+        (f"falls steeply for 5 epochs, to {at5:.3f}, then hardly moves (between "
+         f"{min(later):.3f} and {max(later):.3f} over the remaining 25 epochs, "
+         f"{thirty['final_val_loss']:.3f} at the end) while the training loss goes on down to "
+         f"{thirty['final_train_loss']:.4f}", "30 epochs"),
+        (f"stops the 30-epoch run at step {last['steps']}, two evaluations past its best (step "
+         f"{last['best_step']}). On {o['test_conversations']} held-out test conversations it "
+         f"scores {last['exact_match']:.1%} with the last weights and {best['exact_match']:.1%} "
+         f"with the best evaluation's (`restore_best`), but {thirty['exact_match']:.1%} when all "
+         f"30 epochs run", "early stopping and restore_best"),
+        (f"planned for {thirty['steps']} steps", "the 30-epoch schedule"),
+    ]
+
+
+def test_step3_overfitting_statements_follow_the_committed_runs():
+    """Section 9 says the main run does not overfit by the course's one definition (validation
+    loss rising from its lowest value): its committed validation curve must be lowest at the
+    last evaluation, and the gap it quotes is the committed one. Section 10 quotes the
+    committed small-data runs, and what ending on the best weights changed."""
+    run = _results("step3_course_run.json")
+    losses = [loss for _, loss in run["val_curve"]]
+    assert losses[-1] == min(losses)
+    step3 = _flat((REPO_ROOT / "solutions" / "step3_sft" / "tutorial.py").read_text())
+    assert (f"training loss {run['final_train_loss']:.4f} on the last batch against validation "
+            f"loss {run['final_val_loss']:.3f}") in step3
+    step3 = step3.replace(" %", "%")
+    missing = [f"{what}: {quote!r}" for quote, what in _overfitting_quotes() if quote not in step3]
+    assert not missing, "step 3's text disagrees with benchmarks/results:\n" + "\n".join(missing)
