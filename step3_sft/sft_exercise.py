@@ -217,7 +217,8 @@ class EarlyStopping:
 
     An evaluation improves when its loss < best - min_delta; then best becomes that loss and
     the count of bad evaluations goes back to 0; otherwise the count grows by 1. `patience`
-    None never stops. The first evaluation always improves (best starts at +inf).
+    None never stops. The first evaluation always improves (best starts at +inf). (The driver
+    keeps the weights of every new best and, with `restore_best`, ends the run on them.)
     """
 
     patience: int | None = None

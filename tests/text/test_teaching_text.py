@@ -416,3 +416,10 @@ def test_step3_overfitting_statements_follow_the_committed_runs():
     step3 = step3.replace(" %", "%")
     missing = [f"{what}: {quote!r}" for quote, what in _overfitting_quotes() if quote not in step3]
     assert not missing, "step 3's text disagrees with benchmarks/results:\n" + "\n".join(missing)
+    o = _results("step3_overfitting.json")
+    (thirty,), (last, best) = [r for r in o["runs"] if r["epochs"] == 30], o["early_stopping"]
+    readme = (REPO_ROOT / "README.md").read_text().replace(" %", "%")
+    assert (f"training loss falls to {thirty['final_train_loss']:.4f}; early stopping (patience "
+            f"2) stops at step {last['steps']}, best at {last['best_step']}: exact match "
+            f"{last['exact_match']:.1%} on the last weights, {best['exact_match']:.1%} on the best "
+            f"(restored), {thirty['exact_match']:.1%} after all 30 epochs") in readme
