@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: help setup demo test data base-model bench-reference release autograde feedback grade \
         collect formgrader lab clean bench-grading bench-lora bench-lora-tuning bench-masking \
         hub proxy collect-exchange release-feedback \
-        bench-speed bench-sft-loop bench-course bench-smollm2
+        bench-speed bench-sft-loop bench-course bench-grading-attacks bench-smollm2
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -122,6 +122,9 @@ grade: setup  ## learner: grade your working copy, e.g. make grade STEP=step1_da
 
 bench-grading: setup  ## timings: release of one step, autograde of one submission (STEP=...)
 	$(PY) -m benchmarks.nbgrader_pipeline $(STEP)
+
+bench-grading-attacks: setup  ## the jail's attack rows through make grade on TREE (default: here), LABEL=after
+	$(PY) -m benchmarks.grading_attacks --tree $(or $(TREE),.) --label $(or $(LABEL),after)
 
 HUB_ROOT ?= /srv/sft-course
 LEARNERS ?= learner1 learner2 learner3

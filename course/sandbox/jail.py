@@ -122,10 +122,14 @@ def visible_paths() -> list[Path]:
 
 
 def _python_paths() -> list[Path]:
-    """The interpreter, its environment and the libraries it loads (LD_LIBRARY_PATH)."""
+    """The interpreter, its environment, the package folders it adds (a .pth pointing at
+    another environment, as a hub's users' venv does) and the libraries it loads
+    (LD_LIBRARY_PATH). Never a folder of the repository other than its `.venv`."""
     found = []
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         found += [Path(prefix), Path(prefix).resolve()]
+    found += [Path(p) for p in sys.path
+              if {"site-packages", "dist-packages"} & set(Path(p).parts)]
     found += [Path(p) for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     return [p for p in dict.fromkeys(found) if p.is_dir()]
 
