@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{result.seconds / 60:.1f} min", flush=True)
         del model
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
+    report["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]  # other jobs too
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"-> {args.out} ({report['minutes']:.1f} min)")
     return report
