@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     show(QUESTIONS, chat(model, tokenizer, QUESTIONS, args.max_new_tokens))
     data = identity_conversations(args.name, args.author, per_question=2) + \
         general_conversations()
-    print(f"\nLoRA r={RANK} on every linear layer, {args.steps} steps of {args.batch_size} of "
-          f"{len(data)} conversations: identity (name {args.name!r}, author {args.author!r}) and "
-          f"everyday questions; '{HELD_OUT_QUESTIONS[0]}' is not among them:")
+    print(f"\nLoRA r={RANK} on every linear layer, {args.steps} steps of {args.batch_size} "
+          f"conversations out of {len(data)}: identity (name {args.name!r}, author "
+          f"{args.author!r}) and everyday questions; '{HELD_OUT_QUESTIONS[0]}' is not among them:")
     result = finetune(model, tokenizer, data, method="lora", steps=args.steps, lr=LR,
                       batch_size=args.batch_size, lora_r=RANK, lora_alpha=2 * RANK)
     print(f"loss {result.losses[0]:.2f} -> {result.losses[-1]:.2f} in {result.seconds:.0f} s "
