@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,3 +240,14 @@ def test_demo_fine_tunes_smollm2_with_the_course_pieces(smol_model, monkeypatch,
     out = capsys.readouterr().out
     assert "Before:" in out and "After:" in out and "user: Who are you?" in out
     assert "Held-out phrasings answered with 'Nova':" in out and "trainable parameters" in out
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    from course import smollm2
+
+    monkeypatch.setenv(smollm2.CACHE_ENV, str(tmp_path))
+    assert smollm2.model_cache_dir() == tmp_path
+    assert smollm2.checkpoint_dir().parent == tmp_path and not smollm2.is_converted()
+    monkeypatch.delenv(smollm2.CACHE_ENV)
+    import sys
+    assert smollm2.model_cache_dir() == Path(sys.prefix) / "share" / "course-models"
