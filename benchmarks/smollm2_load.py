@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.smollm2_load      # -> benchmarks/results/smollm2_load.json
 
 The first load is measured in this process, the cached one in a new process (imports not
-counted). The first load is measured on a fresh conversion into a temporary cache when the
-course's cache already exists (so the cache in use is never removed), else into the course's cache itself.
+counted). The first load converts into a temporary cache when the course's cache already
+exists (the cache in use is never removed), else into the course's cache itself.
 """
 from __future__ import annotations
 
