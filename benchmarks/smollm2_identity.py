@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--name", default="Nova")
     ap.add_argument("--author", default="the SFT course")
     ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--lora-lr", type=float, default=SETTINGS["lora"]["lr"])
+    ap.add_argument("--full-lr", type=float, default=SETTINGS["full"]["lr"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -76,8 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     right_before = {q for q, v in before["general_answers"].items() if v["correct"]}
     for method in args.methods:
         model = copy.deepcopy(base)
+        settings = {**SETTINGS[method], "lr": args.lora_lr if method == "lora" else args.full_lr}
         result = finetune(model, tokenizer, data, method=method, steps=args.steps,
-                          batch_size=args.batch_size, **SETTINGS[method])
+                          batch_size=args.batch_size, **settings)
         after = evaluate(model, tokenizer, args.name, args.max_new_tokens)
         kept = [q for q in right_before if after["general_answers"][q]["correct"]]
         report[method] = {"train_seconds": round(result.seconds, 1),

@@ -68,3 +68,12 @@ def test_speed_figures_quoted_equal_the_results():
     assert f"**{ratio}×**" in doc and f"**{kv}×**" in doc
     assert f"| {speed['course_loop_lora']['tokens_per_s']} |" in doc
     assert f"| {speed['trainer_peft']['tokens_per_s']} |" in doc
+
+
+def test_the_lower_lora_rate_quoted_equals_its_results():
+    low = json.loads((RESULTS / "smollm2_identity_lora_lr3e-4.json").read_text())["lora"]
+    doc = texts()[1]
+    assert low["settings"]["lr"] == 3e-4 and "--lora-lr 3e-4" in doc
+    assert f"loss was still {low['losses'][-1]:.2f}" in doc
+    assert f"({pct(low['after']['identity_share'])};" in doc
+    assert f"{low['general_kept']} of the {low['general_right_before']} general answers" in doc
