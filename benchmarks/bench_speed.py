@@ -389,6 +389,15 @@ def scored_share(result: dict[str, Any]) -> str:
     return f"1 position in {run['real_tokens'] / run['supervised_tokens']:.0f}"
 
 
+def _supervised_share(result: dict[str, Any]) -> str:
+    """' and only 1 position in 10 is supervised (a of b tokens)' when course_padded ran."""
+    run = result["speed"].get("course_padded")
+    if run is None:
+        return ""
+    return (f" and only {scored_share(result)} is supervised ({run['supervised_tokens']:,} of "
+            f"{run['real_tokens']:,} tokens)")
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, speed, ratios = result["machine"], result["speed"], result["ratios"]
     lines = ["# Benchmarks: training speed", "",
@@ -458,10 +467,7 @@ def markdown(result: dict[str, Any]) -> str:
               "supervised positions (same loss and gradients as logits everywhere, "
               "tests/library/test_packing.py); course_padded_full_logits is the same loop computing "
               "logits everywhere, as the Trainer does. The output layer (128 -> 4096) is the "
-              "embedded model's largest matmul and only "
-              f"{scored_share(result)} is supervised "
-              f"({result['speed']['course_padded']['supervised_tokens']:,} of "
-              f"{result['speed']['course_padded']['real_tokens']:,} tokens).",
+              "embedded model's largest matmul" + _supervised_share(result) + ".",
               "- TRL's SFTTrainer also computes `entropy` and `mean_token_accuracy` from the full "
               "logits of every step (its log reports both), which is part of why it trails "
               "the Trainer with the same batches.",
