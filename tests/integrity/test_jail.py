@@ -124,3 +124,16 @@ def test_a_jail_that_cannot_start_is_one_line_not_a_dead_kernel(monkeypatch):
          "the jail: mount: Operation not permitted')"], **kw))
     with pytest.raises(jail.JailUnavailable, match="does not start here: .*Operation not"):
         jail.check_jail()
+
+
+def test_make_grade_refuses_in_one_line_without_a_jail(monkeypatch, capsys, tmp_path):
+    from course.nbgrader import grade
+    from course.sandbox import jail
+    monkeypatch.setattr(jail.shutil, "which", lambda name: None)
+    jail._probe.cache_clear()
+    try:
+        assert grade.main(["step2_masking", "--root", str(tmp_path / "root")]) == 2
+    finally:
+        monkeypatch.undo()
+        jail._probe.cache_clear()
+    assert "cannot jail it" in capsys.readouterr().err
